@@ -1,0 +1,227 @@
+//! The rules every JSON request body follows, in one place: it must be declared as JSON, fit in
+//! [`MAX_BODY_BYTES`], parse, and match the target type exactly (unknown fields are refused by
+//! the types themselves with `#[serde(deny_unknown_fields)]`). Errors name the offending field.
+
+use lambda_http::http::{header, HeaderMap};
+use lambda_http::Body;
+use serde::de::DeserializeOwned;
+
+use crate::ApiError;
+
+/// Largest request body accepted: 64 KiB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// True when `Content-Type` declares JSON (`application/json`, or any `+json` media type),
+/// whatever its parameters.
+pub fn is_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let media_type = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    media_type == "application/json"
+        || (media_type.starts_with("application/") && media_type.ends_with("+json"))
+}
+
+/// Parses a JSON request body into `T`, applying the content-type, size and shape rules.
+pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Body) -> Result<T, ApiError> {
+    if !is_json_content_type(headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let bytes: &[u8] = match body {
+        Body::Empty => &[],
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => &[],
+    };
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(ApiError::InvalidJson("the body is empty".into())),
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(ApiError::InvalidJson(
+                "the body must be a JSON object".into(),
+            ))
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if inner.classify() == serde_json::error::Category::Data && path != "." {
+            ApiError::invalid_field(path, describe(&inner))
+        } else if inner.classify() == serde_json::error::Category::Data {
+            // A data error at the root: the body is JSON but not an object of the right shape,
+            // or a field is missing / unknown (serde reports those at the enclosing object).
+            match missing_or_unknown_field(&inner) {
+                Some((field, message)) => ApiError::invalid_field(field, message),
+                None => ApiError::InvalidJson(describe(&inner)),
+            }
+        } else {
+            ApiError::InvalidJson(describe(&inner))
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| ApiError::InvalidJson(describe(&error)))?;
+    Ok(value)
+}
+
+/// serde's message without the "at line X column Y" suffix, which helps nobody over HTTP.
+fn describe(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.find(" at line ") {
+        Some(index) => text[..index].to_string(),
+        None => text,
+    }
+}
+
+/// serde reports "missing field `x`" and "unknown field `x`, expected ..." at the object that
+/// lacks or has the field; pull the name out so the client is told which field it is.
+fn missing_or_unknown_field(error: &serde_json::Error) -> Option<(String, String)> {
+    let text = describe(error);
+    for (prefix, message) in [
+        ("missing field `", "is required"),
+        ("unknown field `", "is not a known field"),
+    ] {
+        if let Some(rest) = text.strip_prefix(prefix) {
+            let field = rest.split('`').next()?;
+            return Some((field.to_string(), message.to_string()));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::http::HeaderValue;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Input {
+        name: String,
+        count: u32,
+    }
+
+    fn json_headers(content_type: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(content_type).unwrap(),
+        );
+        headers
+    }
+
+    fn parse(body: &str) -> Result<Input, ApiError> {
+        parse_json(
+            &json_headers("application/json"),
+            &Body::Text(body.to_string()),
+        )
+    }
+
+    fn code_and_message(result: Result<Input, ApiError>) -> (&'static str, String) {
+        let error = result.unwrap_err();
+        (error.code(), error.public_message())
+    }
+
+    #[test]
+    fn accepts_a_good_body() {
+        let input = parse(r#"{"name":"a","count":2}"#).unwrap();
+        assert_eq!(input.count, 2);
+    }
+
+    #[test]
+    fn content_type_must_be_json() {
+        for content_type in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/jsonx",
+        ] {
+            let result: Result<Input, _> =
+                parse_json(&json_headers(content_type), &Body::Text("{}".into()));
+            assert_eq!(
+                result.unwrap_err().code(),
+                "unsupported_media_type",
+                "{content_type}"
+            );
+        }
+        let result: Result<Input, _> = parse_json(&HeaderMap::new(), &Body::Text("{}".into()));
+        assert_eq!(result.unwrap_err().code(), "unsupported_media_type");
+        assert!(is_json_content_type(&json_headers(
+            "application/json; charset=utf-8"
+        )));
+        assert!(is_json_content_type(&json_headers(
+            "application/merge-patch+json"
+        )));
+    }
+
+    #[test]
+    fn oversized_bodies_are_refused_before_parsing() {
+        let big = format!(r#"{{"name":"{}","count":1}}"#, "a".repeat(MAX_BODY_BYTES));
+        assert_eq!(code_and_message(parse(&big)).0, "payload_too_large");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let (code, message) = code_and_message(parse(r#"{"name":"a","count":"x"}"#));
+        assert_eq!(code, "invalid_field");
+        assert!(message.contains("`count`"), "{message}");
+
+        let (code, message) = code_and_message(parse(r#"{"name":"a"}"#));
+        assert_eq!(code, "invalid_field");
+        assert!(
+            message.contains("`count`") && message.contains("required"),
+            "{message}"
+        );
+
+        let (code, message) = code_and_message(parse(r#"{"name":"a","count":1,"admin":true}"#));
+        assert_eq!(code, "invalid_field");
+        assert!(message.contains("`admin`"), "{message}");
+
+        let (code, message) = code_and_message(parse(r#"{"name":"a","count":-1}"#));
+        assert_eq!(code, "invalid_field");
+        assert!(message.contains("`count`"), "{message}");
+    }
+
+    #[test]
+    fn malformed_bodies_are_invalid_json() {
+        for body in [
+            "",
+            "   ",
+            "{",
+            "{\"name\":",
+            "null",
+            "[]",
+            "[\"a\",1]",
+            "42",
+            "{\"name\":\"a\",\"count\":1} trailing",
+        ] {
+            let (code, _) = code_and_message(parse(body));
+            assert_eq!(code, "invalid_json", "{body:?}");
+        }
+        let invalid_utf8: Result<Input, _> = parse_json(
+            &json_headers("application/json"),
+            &Body::Binary(vec![b'{', 0xff, 0xfe, b'}']),
+        );
+        assert_eq!(invalid_utf8.unwrap_err().code(), "invalid_json");
+    }
+
+    #[test]
+    fn deep_nesting_is_a_client_error() {
+        let deep = format!(r#"{{"name":{}{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
+        let (code, _) = code_and_message(parse(&deep));
+        assert!(code == "invalid_json" || code == "invalid_field", "{code}");
+    }
+}

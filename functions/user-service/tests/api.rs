@@ -1,0 +1,387 @@
+//! The user API over the in-memory store: every status code the service documents, the JSON
+//! error shape, and the integrity rules (uniqueness, versions) without any AWS dependency.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use lambda_http::http::{header, Method};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{json, Value};
+use service_core::paging::CursorCodec;
+use user_service::api::App;
+use user_service::store::MemoryUserStore;
+
+fn app() -> (App, Arc<MemoryUserStore>) {
+    let store = Arc::new(MemoryUserStore::new());
+    (App::new(store.clone(), CursorCodec::new("test-key")), store)
+}
+
+fn request(method: Method, uri: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Request {
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let mut builder = lambda_http::http::Request::builder()
+        .method(method)
+        .uri(path);
+    if body.is_some() {
+        builder = builder.header(header::CONTENT_TYPE, "application/json");
+    }
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let body = body.map_or(Body::Empty, |b| Body::Text(b.to_string()));
+    let params: HashMap<String, Vec<String>> =
+        query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .fold(HashMap::new(), |mut map, pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                map.entry(k.to_string()).or_default().push(v.to_string());
+                map
+            });
+    builder
+        .body(body)
+        .unwrap()
+        .with_query_string_parameters(params)
+}
+
+fn json_of(response: &Response<Body>) -> Value {
+    match response.body() {
+        Body::Text(text) => serde_json::from_str(text).unwrap(),
+        Body::Empty => Value::Null,
+        other => panic!("unexpected body {other:?}"),
+    }
+}
+
+fn error_code(response: &Response<Body>) -> String {
+    json_of(response)["error"]["code"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn create(app: &App, name: &str, email: &str) -> Response<Body> {
+    app.handle(request(
+        Method::POST,
+        "/users",
+        Some(json!({"name": name, "email": email})),
+        &[],
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn create_then_get() {
+    let (app, _) = app();
+    let created = create(&app, "  Ada ", "ada@example.com").await;
+    assert_eq!(created.status(), 201);
+    let user = json_of(&created);
+    assert_eq!(user["name"], "Ada");
+    assert_eq!(user["version"], 1);
+    let id = user["id"].as_str().unwrap();
+    assert_eq!(created.headers()["location"], format!("/users/{id}"));
+    assert_eq!(created.headers()["etag"], "\"1\"");
+    for field in ["id", "name", "email", "created_at", "updated_at", "version"] {
+        assert!(user.get(field).is_some(), "missing {field}");
+    }
+
+    let fetched = app
+        .handle(request(Method::GET, &format!("/users/{id}"), None, &[]))
+        .await;
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(fetched.headers()["etag"], "\"1\"");
+    assert_eq!(json_of(&fetched), user);
+}
+
+#[tokio::test]
+async fn a_real_function_url_event_is_served() {
+    let (app, _) = app();
+    let event = include_str!("data/function-url-post.json");
+    let request = lambda_http::request::from_str(event).unwrap();
+    let response = app.handle(request).await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(json_of(&response)["name"], "Ada Lovelace");
+}
+
+#[tokio::test]
+async fn email_is_unique_case_insensitively() {
+    let (app, store) = app();
+    assert_eq!(create(&app, "Ada", "ada@example.com").await.status(), 201);
+    let second = create(&app, "Eve", "ADA@Example.COM").await;
+    assert_eq!(second.status(), 409);
+    assert_eq!(error_code(&second), "email_taken");
+    assert_eq!(store.email_records(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_creates_with_one_email_yield_one_user() {
+    let (app, _) = app();
+    let app = Arc::new(app);
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let app = Arc::clone(&app);
+            tokio::spawn(async move {
+                create(&app, &format!("n{i}"), "same@example.com")
+                    .await
+                    .status()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        let status = task.await.unwrap();
+        assert!(status == 201 || status == 409, "{status}");
+        created += usize::from(status == 201);
+    }
+    assert_eq!(created, 1);
+}
+
+#[tokio::test]
+async fn validation_errors_name_the_field() {
+    let (app, _) = app();
+    let cases = [
+        (json!({"name": "", "email": "a@b.co"}), "name"),
+        (json!({"name": "x".repeat(101), "email": "a@b.co"}), "name"),
+        (json!({"name": "A", "email": "nope"}), "email"),
+        (json!({"name": "A"}), "email"),
+        (json!({"email": "a@b.co"}), "name"),
+        (json!({"name": 5, "email": "a@b.co"}), "name"),
+        (
+            json!({"name": "A", "email": "a@b.co", "role": "admin"}),
+            "role",
+        ),
+    ];
+    for (body, field) in cases {
+        let response = app
+            .handle(request(Method::POST, "/users", Some(body.clone()), &[]))
+            .await;
+        assert_eq!(response.status(), 400, "{body}");
+        assert_eq!(error_code(&response), "invalid_field");
+        let message = json_of(&response)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            message.contains(&format!("`{field}`")),
+            "{body} -> {message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn transport_errors() {
+    let (app, _) = app();
+    let not_json = lambda_http::http::Request::builder()
+        .method(Method::POST)
+        .uri("/users")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::Text("name=a".into()))
+        .unwrap();
+    assert_eq!(app.handle(not_json).await.status(), 415);
+
+    let bad_json = lambda_http::http::Request::builder()
+        .method(Method::POST)
+        .uri("/users")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::Text("{\"name\":".into()))
+        .unwrap();
+    let response = app.handle(bad_json).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(error_code(&response), "invalid_json");
+
+    let huge = lambda_http::http::Request::builder()
+        .method(Method::POST)
+        .uri("/users")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::Text(format!(
+            "{{\"name\":\"{}\"}}",
+            "a".repeat(70_000)
+        )))
+        .unwrap();
+    assert_eq!(app.handle(huge).await.status(), 413);
+
+    let wrong_method = app.handle(request(Method::PUT, "/users", None, &[])).await;
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(error_code(&wrong_method), "method_not_allowed");
+    assert!(wrong_method.headers().contains_key("allow"));
+
+    let unknown = app.handle(request(Method::GET, "/nope", None, &[])).await;
+    assert_eq!(unknown.status(), 404);
+    let not_an_id = app
+        .handle(request(Method::GET, "/users/../../etc", None, &[]))
+        .await;
+    assert_eq!(not_an_id.status(), 404);
+    let missing = app
+        .handle(request(
+            Method::GET,
+            &format!("/users/{}", uuid::Uuid::new_v4()),
+            None,
+            &[],
+        ))
+        .await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(error_code(&missing), "not_found");
+}
+
+#[tokio::test]
+async fn patch_honours_if_match_and_moves_the_email() {
+    let (app, store) = app();
+    let user = json_of(&create(&app, "Ada", "ada@example.com").await);
+    let id = user["id"].as_str().unwrap().to_string();
+    let uri = format!("/users/{id}");
+
+    let stale = app
+        .handle(request(
+            Method::PATCH,
+            &uri,
+            Some(json!({"name": "X"})),
+            &[("if-match", "\"7\"")],
+        ))
+        .await;
+    assert_eq!(stale.status(), 412);
+    assert_eq!(error_code(&stale), "version_mismatch");
+    let unchanged = json_of(&app.handle(request(Method::GET, &uri, None, &[])).await);
+    assert_eq!(unchanged, user);
+
+    let patched = app
+        .handle(request(
+            Method::PATCH,
+            &uri,
+            Some(json!({"email": "Ada.L@example.com"})),
+            &[("if-match", "\"1\"")],
+        ))
+        .await;
+    assert_eq!(patched.status(), 200);
+    let patched = json_of(&patched);
+    assert_eq!(patched["version"], 2);
+    assert_eq!(patched["email"], "Ada.L@example.com");
+    assert_eq!(patched["created_at"], user["created_at"]);
+
+    // The old address is free again; the new one is taken.
+    assert_eq!(create(&app, "Other", "ada@example.com").await.status(), 201);
+    assert_eq!(
+        create(&app, "Other", "ada.l@EXAMPLE.com").await.status(),
+        409
+    );
+    assert_eq!(store.email_records(), 2);
+
+    let empty = app
+        .handle(request(Method::PATCH, &uri, Some(json!({})), &[]))
+        .await;
+    assert_eq!(empty.status(), 400);
+}
+
+#[tokio::test]
+async fn patch_to_a_taken_email_changes_nothing() {
+    let (app, _) = app();
+    create(&app, "Ada", "ada@example.com").await;
+    let eve = json_of(&create(&app, "Eve", "eve@example.com").await);
+    let uri = format!("/users/{}", eve["id"].as_str().unwrap());
+    let response = app
+        .handle(request(
+            Method::PATCH,
+            &uri,
+            Some(json!({"name": "E", "email": "ADA@example.com"})),
+            &[],
+        ))
+        .await;
+    assert_eq!(response.status(), 409);
+    assert_eq!(
+        json_of(&app.handle(request(Method::GET, &uri, None, &[])).await),
+        eve
+    );
+}
+
+#[tokio::test]
+async fn delete_frees_the_email() {
+    let (app, store) = app();
+    let user = json_of(&create(&app, "Ada", "ada@example.com").await);
+    let uri = format!("/users/{}", user["id"].as_str().unwrap());
+    assert_eq!(
+        app.handle(request(
+            Method::DELETE,
+            &uri,
+            None,
+            &[("if-match", "\"2\"")]
+        ))
+        .await
+        .status(),
+        412
+    );
+    assert_eq!(
+        app.handle(request(Method::DELETE, &uri, None, &[]))
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        app.handle(request(Method::DELETE, &uri, None, &[]))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        app.handle(request(Method::GET, &uri, None, &[]))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(store.email_records(), 0);
+    assert_eq!(
+        create(&app, "Ada again", "ada@example.com").await.status(),
+        201
+    );
+}
+
+#[tokio::test]
+async fn paging_returns_every_user_exactly_once() {
+    let (app, _) = app();
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..23 {
+        let user = json_of(&create(&app, "U", &format!("u{i}@example.com")).await);
+        ids.insert(user["id"].as_str().unwrap().to_string());
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let uri = match &cursor {
+            Some(c) => format!("/users?limit=5&cursor={c}"),
+            None => "/users?limit=5".to_string(),
+        };
+        let page = json_of(&app.handle(request(Method::GET, &uri, None, &[])).await);
+        pages += 1;
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item["id"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 5);
+    assert_eq!(seen.len(), 23);
+    assert_eq!(
+        seen.into_iter().collect::<std::collections::BTreeSet<_>>(),
+        ids
+    );
+}
+
+#[tokio::test]
+async fn bad_paging_parameters_are_400() {
+    let (app, _) = app();
+    for uri in [
+        "/users?limit=0",
+        "/users?limit=101",
+        "/users?limit=abc",
+        "/users?limit=1&limit=2",
+        "/users?cursor=forged",
+        "/users?cursor=YWJj.ZGVm",
+    ] {
+        let response = app.handle(request(Method::GET, uri, None, &[])).await;
+        assert_eq!(response.status(), 400, "{uri}");
+        let code = error_code(&response);
+        assert!(
+            code == "invalid_query" || code == "invalid_cursor",
+            "{uri}: {code}"
+        );
+    }
+}
