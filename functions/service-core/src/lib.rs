@@ -6,6 +6,7 @@
 //! - [`http`]: small response helpers (JSON bodies, `ETag` / `If-Match`).
 //! - [`dynamo`]: the DynamoDB client built once at cold start, and SDK error classification.
 //! - [`telemetry`]: `tracing` set-up and the per-request span.
+//! - [`testkit`]: request/response helpers for the services' handler tests.
 
 pub mod body;
 pub mod dynamo;
@@ -13,5 +14,26 @@ pub mod error;
 pub mod http;
 pub mod paging;
 pub mod telemetry;
+pub mod testkit;
 
 pub use error::ApiError;
+
+/// What a function's `main` needs before it can serve: the table name from `table_env` (set by
+/// `template.yaml`), the DynamoDB client, and the cursor codec. Cursors are signed with
+/// `CURSOR_SECRET` when set; otherwise the table name keys them, which still detects corrupt
+/// cursors and cursors reused across listings or tables.
+pub async fn bootstrap(
+    table_env: &str,
+) -> Result<(aws_sdk_dynamodb::Client, String, paging::CursorCodec), String> {
+    telemetry::init();
+    let table = dynamo::required_env(table_env)?;
+    let cursor_key = std::env::var("CURSOR_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| table.clone());
+    Ok((
+        dynamo::client_from_env().await,
+        table,
+        paging::CursorCodec::new(cursor_key),
+    ))
+}

@@ -29,3 +29,38 @@ pub fn init() {
 pub fn request_span(method: &str, path: &str, request_id: &str) -> tracing::Span {
     tracing::info_span!("request", %method, %path, request_id = %request_id)
 }
+
+/// Runs a request's routing inside its span and turns an error into its JSON response, so both
+/// functions log and answer failures the same way.
+pub async fn handle_request<F, Fut>(
+    request: lambda_http::Request,
+    route: F,
+) -> lambda_http::Response<lambda_http::Body>
+where
+    F: FnOnce(lambda_http::Request) -> Fut,
+    Fut: std::future::Future<
+        Output = Result<lambda_http::Response<lambda_http::Body>, crate::ApiError>,
+    >,
+{
+    use lambda_http::RequestExt;
+    use tracing::Instrument;
+
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
+        .unwrap_or_default();
+    let span = request_span(request.method().as_str(), request.uri().path(), &request_id);
+    async move {
+        let response = match route(request).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        };
+        tracing::info!(status = response.status().as_u16(), "handled");
+        response
+    }
+    .instrument(span)
+    .await
+}

@@ -13,7 +13,6 @@ use service_core::body::parse_json;
 use service_core::http::{json, no_content, with_version, Precondition};
 use service_core::paging::{parse_limit, CursorCodec};
 use service_core::{telemetry, ApiError};
-use tracing::Instrument;
 
 use crate::domain::{CreateUser, UpdateUser, User};
 use crate::store::UserStore;
@@ -35,29 +34,7 @@ impl App {
 
     /// Handles one request; never fails (errors become JSON responses).
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        let request_id = request
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .unwrap_or_else(|| {
-                request
-                    .lambda_context_ref()
-                    .map(|c| c.request_id.clone())
-                    .unwrap_or_default()
-            });
-        let span =
-            telemetry::request_span(request.method().as_str(), request.uri().path(), &request_id);
-        async {
-            let response = match self.route(request).await {
-                Ok(response) => response,
-                Err(error) => error.into_response(),
-            };
-            tracing::info!(status = response.status().as_u16(), "handled");
-            response
-        }
-        .instrument(span)
-        .await
+        telemetry::handle_request(request, |request| self.route(request)).await
     }
 
     async fn route(&self, request: Request) -> Result<Response<Body>, ApiError> {

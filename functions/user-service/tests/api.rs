@@ -1,61 +1,19 @@
 //! The user API over the in-memory store: every status code the service documents, the JSON
 //! error shape, and the integrity rules (uniqueness, versions) without any AWS dependency.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use lambda_http::http::{header, Method};
-use lambda_http::{Body, Request, RequestExt, Response};
-use serde_json::{json, Value};
+use lambda_http::http::Method;
+use lambda_http::{Body, Response};
+use serde_json::json;
 use service_core::paging::CursorCodec;
+use service_core::testkit::{error_code, json_of, raw_request, request};
 use user_service::api::App;
 use user_service::store::MemoryUserStore;
 
 fn app() -> (App, Arc<MemoryUserStore>) {
     let store = Arc::new(MemoryUserStore::new());
     (App::new(store.clone(), CursorCodec::new("test-key")), store)
-}
-
-fn request(method: Method, uri: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Request {
-    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
-    let mut builder = lambda_http::http::Request::builder()
-        .method(method)
-        .uri(path);
-    if body.is_some() {
-        builder = builder.header(header::CONTENT_TYPE, "application/json");
-    }
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let body = body.map_or(Body::Empty, |b| Body::Text(b.to_string()));
-    let params: HashMap<String, Vec<String>> =
-        query
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .fold(HashMap::new(), |mut map, pair| {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                map.entry(k.to_string()).or_default().push(v.to_string());
-                map
-            });
-    builder
-        .body(body)
-        .unwrap()
-        .with_query_string_parameters(params)
-}
-
-fn json_of(response: &Response<Body>) -> Value {
-    match response.body() {
-        Body::Text(text) => serde_json::from_str(text).unwrap(),
-        Body::Empty => Value::Null,
-        other => panic!("unexpected body {other:?}"),
-    }
-}
-
-fn error_code(response: &Response<Body>) -> String {
-    json_of(response)["error"]["code"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 async fn create(app: &App, name: &str, email: &str) -> Response<Body> {
@@ -169,33 +127,30 @@ async fn validation_errors_name_the_field() {
 #[tokio::test]
 async fn transport_errors() {
     let (app, _) = app();
-    let not_json = lambda_http::http::Request::builder()
-        .method(Method::POST)
-        .uri("/users")
-        .header(header::CONTENT_TYPE, "text/plain")
-        .body(Body::Text("name=a".into()))
-        .unwrap();
+    let not_json = raw_request(
+        Method::POST,
+        "/users",
+        "text/plain",
+        Body::Text("name=a".into()),
+    );
     assert_eq!(app.handle(not_json).await.status(), 415);
 
-    let bad_json = lambda_http::http::Request::builder()
-        .method(Method::POST)
-        .uri("/users")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::Text("{\"name\":".into()))
-        .unwrap();
+    let bad_json = raw_request(
+        Method::POST,
+        "/users",
+        "application/json",
+        Body::Text("{\"name\":".into()),
+    );
     let response = app.handle(bad_json).await;
     assert_eq!(response.status(), 400);
     assert_eq!(error_code(&response), "invalid_json");
 
-    let huge = lambda_http::http::Request::builder()
-        .method(Method::POST)
-        .uri("/users")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::Text(format!(
-            "{{\"name\":\"{}\"}}",
-            "a".repeat(70_000)
-        )))
-        .unwrap();
+    let huge = raw_request(
+        Method::POST,
+        "/users",
+        "application/json",
+        Body::Text(format!("{{\"name\":\"{}\"}}", "a".repeat(70_000))),
+    );
     assert_eq!(app.handle(huge).await.status(), 413);
 
     let wrong_method = app.handle(request(Method::PUT, "/users", None, &[])).await;

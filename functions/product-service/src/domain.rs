@@ -1,0 +1,336 @@
+//! Products, reservations and the rules their fields follow. Pure code, tested without a store.
+//!
+//! Money is an integer number of minor units (`price_cents`) with an ISO 4217 currency code,
+//! never a float.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use service_core::ApiError;
+
+pub const MAX_SKU_CHARS: usize = 64;
+pub const MAX_NAME_CHARS: usize = 200;
+pub const MAX_CATEGORY_CHARS: usize = 64;
+pub const MAX_RESERVATION_QUANTITY: u32 = 1000;
+/// Open reservations a product may have at once (they are kept on the product item, which
+/// DynamoDB caps at 400 KB).
+pub const MAX_OPEN_RESERVATIONS: u32 = 1000;
+
+/// A stored product, exactly as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: String,
+    pub sku: String,
+    pub name: String,
+    pub price_cents: u64,
+    pub currency: String,
+    /// Units available to reserve.
+    pub stock: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Reservations taken and not yet released.
+    #[serde(default)]
+    pub open_reservations: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+/// Body of `POST /products`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProduct {
+    pub sku: String,
+    pub name: String,
+    pub price_cents: u64,
+    pub currency: String,
+    pub stock: u32,
+    #[serde(default)]
+    pub category: Option<String>,
+}
+
+/// Body of `PATCH /products/{id}`: any subset of the mutable fields; `"category": null` removes
+/// the category. The SKU is the product's external identity and cannot change.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProduct {
+    #[serde(default)]
+    pub sku: Option<serde::de::IgnoredAny>,
+    pub name: Option<String>,
+    pub price_cents: Option<u64>,
+    pub currency: Option<String>,
+    pub stock: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
+    pub category: Option<Option<String>>,
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+/// Validated input for a new product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewProduct {
+    pub sku: String,
+    pub name: String,
+    pub price_cents: u64,
+    pub currency: String,
+    pub stock: u32,
+    pub category: Option<String>,
+}
+
+/// A validated change to a product.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProductPatch {
+    pub name: Option<String>,
+    pub price_cents: Option<u64>,
+    pub currency: Option<String>,
+    pub stock: Option<u32>,
+    pub category: Option<Option<String>>,
+}
+
+/// Body of `POST /products/{id}/reservations`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateReservation {
+    pub quantity: u32,
+}
+
+/// What a successful reservation returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reservation {
+    pub reservation_id: String,
+    pub product_id: String,
+    pub quantity: u32,
+    pub remaining_stock: u32,
+}
+
+impl CreateProduct {
+    pub fn validate(self) -> Result<NewProduct, ApiError> {
+        Ok(NewProduct {
+            sku: validate_sku(&self.sku)?,
+            name: validate_name(&self.name)?,
+            price_cents: self.price_cents,
+            currency: validate_currency(&self.currency)?,
+            stock: self.stock,
+            category: self
+                .category
+                .as_deref()
+                .map(validate_category)
+                .transpose()?,
+        })
+    }
+}
+
+impl UpdateProduct {
+    pub fn validate(self) -> Result<ProductPatch, ApiError> {
+        if self.sku.is_some() {
+            return Err(ApiError::invalid_field("sku", "cannot be changed"));
+        }
+        let patch = ProductPatch {
+            name: self.name.as_deref().map(validate_name).transpose()?,
+            price_cents: self.price_cents,
+            currency: self
+                .currency
+                .as_deref()
+                .map(validate_currency)
+                .transpose()?,
+            stock: self.stock,
+            category: match self.category {
+                None => None,
+                Some(None) => Some(None),
+                Some(Some(category)) => Some(Some(validate_category(&category)?)),
+            },
+        };
+        if patch == ProductPatch::default() {
+            return Err(ApiError::invalid_field(
+                "body",
+                "must contain at least one of `name`, `price_cents`, `currency`, `stock`, `category`",
+            ));
+        }
+        Ok(patch)
+    }
+}
+
+impl ProductPatch {
+    /// The product after this patch, with a new version and `updated_at`.
+    pub fn apply(&self, product: &Product, now: DateTime<Utc>) -> Product {
+        Product {
+            name: self.name.clone().unwrap_or_else(|| product.name.clone()),
+            price_cents: self.price_cents.unwrap_or(product.price_cents),
+            currency: self
+                .currency
+                .clone()
+                .unwrap_or_else(|| product.currency.clone()),
+            stock: self.stock.unwrap_or(product.stock),
+            category: self
+                .category
+                .clone()
+                .unwrap_or_else(|| product.category.clone()),
+            updated_at: now,
+            version: product.version + 1,
+            ..product.clone()
+        }
+    }
+}
+
+impl CreateReservation {
+    pub fn validate(self) -> Result<u32, ApiError> {
+        if (1..=MAX_RESERVATION_QUANTITY).contains(&self.quantity) {
+            Ok(self.quantity)
+        } else {
+            Err(ApiError::invalid_field(
+                "quantity",
+                format!("must be an integer from 1 to {MAX_RESERVATION_QUANTITY}"),
+            ))
+        }
+    }
+}
+
+/// 1 to 64 characters of `A-Z`, `0-9` and `-`.
+pub fn validate_sku(raw: &str) -> Result<String, ApiError> {
+    let ok = !raw.is_empty()
+        && raw.len() <= MAX_SKU_CHARS
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(raw.to_string())
+    } else {
+        Err(ApiError::invalid_field(
+            "sku",
+            format!("must be 1 to {MAX_SKU_CHARS} characters of A-Z, 0-9 and -"),
+        ))
+    }
+}
+
+/// Trimmed, 1 to [`MAX_NAME_CHARS`] characters, no control characters.
+pub fn validate_name(raw: &str) -> Result<String, ApiError> {
+    let name = raw.trim();
+    let count = name.chars().count();
+    if count == 0 || count > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid_field(
+            "name",
+            format!("must be 1 to {MAX_NAME_CHARS} printable characters after trimming"),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// An ISO 4217 code: three upper-case letters.
+pub fn validate_currency(raw: &str) -> Result<String, ApiError> {
+    if raw.len() == 3 && raw.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(raw.to_string())
+    } else {
+        Err(ApiError::invalid_field(
+            "currency",
+            "must be an ISO 4217 code: three upper-case letters",
+        ))
+    }
+}
+
+/// 1 to 64 characters of letters, digits, `-` and `_`.
+pub fn validate_category(raw: &str) -> Result<String, ApiError> {
+    let ok = !raw.is_empty()
+        && raw.len() <= MAX_CATEGORY_CHARS
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(raw.to_string())
+    } else {
+        Err(ApiError::invalid_field(
+            "category",
+            format!("must be 1 to {MAX_CATEGORY_CHARS} characters of letters, digits, - and _"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skus() {
+        for good in ["A", "ABC-123", &"Z".repeat(64)] {
+            assert!(validate_sku(good).is_ok(), "{good}");
+        }
+        for bad in ["", "abc", "A B", "A_B", &"Z".repeat(65), "Ä", "A\u{0}"] {
+            assert!(validate_sku(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn currencies() {
+        assert!(validate_currency("EUR").is_ok());
+        for bad in ["eur", "EU", "EURO", "E1R", ""] {
+            assert!(validate_currency(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_and_categories() {
+        assert_eq!(validate_name("  Lamp ").unwrap(), "Lamp");
+        assert!(validate_name(&"x".repeat(201)).is_err());
+        assert!(validate_name(" ").is_err());
+        assert!(validate_category("home-garden_2").is_ok());
+        assert!(validate_category("a/b").is_err());
+        assert!(validate_category("").is_err());
+    }
+
+    #[test]
+    fn reservation_quantity_bounds() {
+        assert!(CreateReservation { quantity: 0 }.validate().is_err());
+        assert_eq!(CreateReservation { quantity: 1 }.validate().unwrap(), 1);
+        assert_eq!(
+            CreateReservation { quantity: 1000 }.validate().unwrap(),
+            1000
+        );
+        assert!(CreateReservation { quantity: 1001 }.validate().is_err());
+    }
+
+    #[test]
+    fn patch_rules() {
+        let sku_change: UpdateProduct = serde_json::from_str(r#"{"sku":"X"}"#).unwrap();
+        assert!(sku_change
+            .validate()
+            .unwrap_err()
+            .public_message()
+            .contains("`sku`"));
+        let empty: UpdateProduct = serde_json::from_str("{}").unwrap();
+        assert!(empty.validate().is_err());
+        let clear: UpdateProduct = serde_json::from_str(r#"{"category":null}"#).unwrap();
+        assert_eq!(clear.validate().unwrap().category, Some(None));
+        let absent: UpdateProduct = serde_json::from_str(r#"{"stock":3}"#).unwrap();
+        assert_eq!(absent.validate().unwrap().category, None);
+    }
+
+    #[test]
+    fn patch_apply_keeps_identity_and_counts() {
+        let now = Utc::now();
+        let product = Product {
+            id: "p".into(),
+            sku: "SKU-1".into(),
+            name: "Lamp".into(),
+            price_cents: 1999,
+            currency: "EUR".into(),
+            stock: 5,
+            category: Some("home".into()),
+            open_reservations: 2,
+            created_at: now,
+            updated_at: now,
+            version: 3,
+        };
+        let patch = ProductPatch {
+            stock: Some(9),
+            category: Some(None),
+            ..Default::default()
+        };
+        let next = patch.apply(&product, now);
+        assert_eq!(
+            (next.stock, next.category.clone(), next.version),
+            (9, None, 4)
+        );
+        assert_eq!((next.sku.as_str(), next.open_reservations), ("SKU-1", 2));
+    }
+}
