@@ -1,0 +1,183 @@
+//! The proxy's own error responses: one enum, one place that turns it into a JSON answer
+//! (`{"error":{"code","message"}}`, the same shape the functions use), so a client never sees
+//! Pingora's default HTML/empty error pages.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorSource, ErrorType};
+use serde::Serialize;
+
+/// Everything the proxy itself may answer with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyError {
+    /// Malformed request or path (traversal, bad encoding).
+    BadRequest(&'static str),
+    /// No route for the path.
+    NotFound,
+    /// The body exceeds the configured limit.
+    PayloadTooLarge,
+    /// The upstream could not be reached or answered with garbage.
+    BadGateway,
+    /// No instance of the service is usable right now; `retry_after` in seconds.
+    Unavailable { retry_after: u64 },
+    /// The upstream did not answer in time.
+    GatewayTimeout,
+    /// A bug or resource problem in the proxy itself.
+    Internal,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ProxyError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ProxyError::BadRequest(_) => 400,
+            ProxyError::NotFound => 404,
+            ProxyError::PayloadTooLarge => 413,
+            ProxyError::BadGateway => 502,
+            ProxyError::Unavailable { .. } => 503,
+            ProxyError::GatewayTimeout => 504,
+            ProxyError::Internal => 500,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::NotFound => "not_found",
+            ProxyError::PayloadTooLarge => "payload_too_large",
+            ProxyError::BadGateway => "bad_gateway",
+            ProxyError::Unavailable { .. } => "upstream_unavailable",
+            ProxyError::GatewayTimeout => "upstream_timeout",
+            ProxyError::Internal => "internal_error",
+        }
+    }
+
+    pub fn message(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(message) => message,
+            ProxyError::NotFound => "no route for this path",
+            ProxyError::PayloadTooLarge => "request body is too large",
+            ProxyError::BadGateway => "the upstream service could not be reached",
+            ProxyError::Unavailable { .. } => {
+                "no instance of the upstream service is available; retry later"
+            }
+            ProxyError::GatewayTimeout => "the upstream service did not answer in time",
+            ProxyError::Internal => "internal proxy error",
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Bytes {
+        let body = Body {
+            error: Detail {
+                code: self.code(),
+                message: self.message(),
+            },
+        };
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    }
+
+    /// The response header (status, content type, length, `Retry-After` when it applies).
+    pub fn header(&self, body_len: usize) -> pingora::Result<ResponseHeader> {
+        let mut header = ResponseHeader::build(self.status(), Some(4))?;
+        header.insert_header("content-type", "application/json")?;
+        header.insert_header("content-length", body_len.to_string())?;
+        header.insert_header("cache-control", "no-store")?;
+        if let ProxyError::Unavailable { retry_after } = self {
+            header.insert_header("retry-after", retry_after.to_string())?;
+        }
+        Ok(header)
+    }
+
+    /// Writes the error as the whole response.
+    pub async fn respond(&self, session: &mut Session) -> pingora::Result<()> {
+        let body = self.body();
+        let header = self.header(body.len())?;
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        session.write_response_body(Some(body), true).await
+    }
+
+    /// Classifies a Pingora error raised while proxying. `None` means the client is gone and
+    /// nothing can be written.
+    pub fn from_pingora(error: &Error) -> Option<ProxyError> {
+        use ErrorType::*;
+        match error.etype() {
+            HTTPStatus(503) => return Some(ProxyError::Unavailable { retry_after: 1 }),
+            HTTPStatus(413) => return Some(ProxyError::PayloadTooLarge),
+            HTTPStatus(400) => return Some(ProxyError::BadRequest("malformed request")),
+            HTTPStatus(504) => return Some(ProxyError::GatewayTimeout),
+            HTTPStatus(code) if (400..500).contains(code) => {
+                return Some(ProxyError::BadRequest("malformed request"))
+            }
+            HTTPStatus(_) => return Some(ProxyError::BadGateway),
+            _ => {}
+        }
+        match error.esource() {
+            ErrorSource::Upstream => Some(match error.etype() {
+                ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
+                    ProxyError::GatewayTimeout
+                }
+                _ => ProxyError::BadGateway,
+            }),
+            ErrorSource::Downstream => match error.etype() {
+                WriteError | ReadError | ConnectionClosed => None,
+                ReadTimedout | WriteTimedout => None,
+                _ => Some(ProxyError::BadRequest("malformed request")),
+            },
+            ErrorSource::Internal | ErrorSource::Unset => Some(ProxyError::Internal),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_the_shared_shape() {
+        let json: serde_json::Value = serde_json::from_slice(&ProxyError::NotFound.body()).unwrap();
+        assert_eq!(json["error"]["code"], "not_found");
+        assert!(json["error"]["message"].is_string());
+    }
+
+    #[test]
+    fn unavailable_carries_retry_after() {
+        let header = ProxyError::Unavailable { retry_after: 7 }
+            .header(10)
+            .unwrap();
+        assert_eq!(header.status.as_u16(), 503);
+        assert_eq!(header.headers["retry-after"], "7");
+        assert_eq!(header.headers["content-type"], "application/json");
+    }
+
+    #[test]
+    fn classifies_pingora_errors() {
+        let e = Error::new_up(ErrorType::ConnectRefused);
+        assert_eq!(ProxyError::from_pingora(&e), Some(ProxyError::BadGateway));
+        let e = Error::new_up(ErrorType::ReadTimedout);
+        assert_eq!(
+            ProxyError::from_pingora(&e),
+            Some(ProxyError::GatewayTimeout)
+        );
+        let e = Error::new_down(ErrorType::ConnectionClosed);
+        assert_eq!(ProxyError::from_pingora(&e), None);
+        let e = Error::new(ErrorType::HTTPStatus(503));
+        assert_eq!(
+            ProxyError::from_pingora(&e),
+            Some(ProxyError::Unavailable { retry_after: 1 })
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! Path routing: which route a request path belongs to, and the path the upstream sees.
+//!
+//! Prefixes match on whole segments and the longest wins. Paths that try to climb out of a
+//! prefix (`..` segments, encoded dots or slashes, backslashes) are refused before routing, so
+//! `/api/users/../products` can never reach a service it does not name.
+
+use crate::config::Route;
+
+/// Why a path cannot be routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteError {
+    /// The path is malformed or tries to traverse: 400.
+    BadPath,
+    /// No route matches: 404.
+    NoRoute,
+}
+
+/// Routes in longest-prefix-first order.
+#[derive(Debug, Clone)]
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+impl Router {
+    pub fn new(mut routes: Vec<Route>) -> Router {
+        routes.sort_by_key(|route| std::cmp::Reverse(route.prefix.len()));
+        Router { routes }
+    }
+
+    /// The route for `path` (no query string).
+    pub fn route(&self, path: &str) -> Result<&Route, RouteError> {
+        check_path(path)?;
+        self.routes
+            .iter()
+            .find(|route| {
+                route.prefix == "/"
+                    || path == route.prefix
+                    || path
+                        .strip_prefix(route.prefix.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            })
+            .ok_or(RouteError::NoRoute)
+    }
+}
+
+/// Refuses paths that are not plain absolute paths.
+pub fn check_path(path: &str) -> Result<(), RouteError> {
+    if !path.starts_with('/') || path.contains('\\') || path.contains("//") {
+        return Err(RouteError::BadPath);
+    }
+    let lower = path.to_ascii_lowercase();
+    // Encoded '.', '/', '\' and '%' (double encoding) have no business in this API's paths.
+    if ["%2e", "%2f", "%5c", "%25", "%00"]
+        .iter()
+        .any(|enc| lower.contains(enc))
+    {
+        return Err(RouteError::BadPath);
+    }
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(RouteError::BadPath);
+    }
+    if path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(RouteError::BadPath);
+    }
+    Ok(())
+}
+
+/// The path the upstream receives: `base_path` + (`path` without `strip_prefix`).
+pub fn upstream_path(base_path: &str, route: &Route, path: &str) -> String {
+    let rest = path
+        .strip_prefix(route.strip_prefix.as_str())
+        .unwrap_or(path);
+    let rest = if rest.is_empty() { "/" } else { rest };
+    format!("{base_path}{rest}")
+}
+
+/// Maps a `Location` the function returned (its own path space) back into the client's.
+pub fn client_location(route: &Route, location: &str) -> Option<String> {
+    if location.starts_with('/') && !location.starts_with("//") && !route.strip_prefix.is_empty() {
+        Some(format!("{}{location}", route.strip_prefix))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(prefix: &str, service: &str, strip: &str) -> Route {
+        Route {
+            prefix: prefix.into(),
+            service: service.into(),
+            strip_prefix: strip.into(),
+        }
+    }
+
+    fn router() -> Router {
+        Router::new(vec![
+            route("/api/users", "users", "/api"),
+            route("/api/products", "products", "/api"),
+            route("/api/products/special", "special", ""),
+        ])
+    }
+
+    #[test]
+    fn longest_whole_segment_prefix_wins() {
+        let r = router();
+        assert_eq!(r.route("/api/users").unwrap().service, "users");
+        assert_eq!(r.route("/api/users/1").unwrap().service, "users");
+        assert_eq!(
+            r.route("/api/products/special/x").unwrap().service,
+            "special"
+        );
+        assert_eq!(
+            r.route("/api/products/specialx").unwrap().service,
+            "products"
+        );
+        assert_eq!(r.route("/api/usersx").unwrap_err(), RouteError::NoRoute);
+        assert_eq!(r.route("/").unwrap_err(), RouteError::NoRoute);
+    }
+
+    #[test]
+    fn traversal_is_refused() {
+        let r = router();
+        for bad in [
+            "/api/users/../products",
+            "/api/users/./1",
+            "/api/users/%2e%2e/products",
+            "/api/users/%2E%2E/products",
+            "/api/users%2F..%2Fproducts",
+            "/api/users/%252e%252e/products",
+            "/api/users\\..\\products",
+            "//api/users",
+            "api/users",
+            "/api/users/a b",
+            "/api/users/%00",
+        ] {
+            assert_eq!(r.route(bad).unwrap_err(), RouteError::BadPath, "{bad}");
+        }
+    }
+
+    #[test]
+    fn rewrites_paths_and_locations() {
+        let users = route("/api/users", "users", "/api");
+        assert_eq!(
+            upstream_path("/lambda-url/user-service", &users, "/api/users/1"),
+            "/lambda-url/user-service/users/1"
+        );
+        assert_eq!(upstream_path("", &users, "/api/users"), "/users");
+        assert_eq!(
+            client_location(&users, "/users/1").as_deref(),
+            Some("/api/users/1")
+        );
+        assert_eq!(client_location(&users, "https://elsewhere/x"), None);
+        assert_eq!(client_location(&route("/x", "s", ""), "/users/1"), None);
+    }
+}
