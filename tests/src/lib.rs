@@ -1,1 +1,87 @@
+//! Helpers for the end-to-end suite. The suite drives a running stack through the edge proxy,
+//! exactly as `curl` would; its target comes from the environment:
+//!
+//! - `E2E_BASE_URL`: the proxy's base URL (`make test` starts a stack and sets it; point it at a
+//!   deployed proxy to run the same suite there).
+//!
+//! The tests refuse to run without it rather than pass vacuously.
 
+use std::time::Duration;
+
+use reqwest::{Client, Method, Response};
+use serde_json::Value;
+
+/// The proxy under test.
+pub fn base_url() -> String {
+    match std::env::var("E2E_BASE_URL") {
+        Ok(url) if !url.is_empty() => url.trim_end_matches('/').to_string(),
+        _ => panic!(
+            "E2E_BASE_URL is not set: run the end-to-end suite with `make test`, or start a \
+             stack with `make stack-up` and `eval \"$(scripts/stack.sh env test)\"`"
+        ),
+    }
+}
+
+/// An HTTP client with timeouts, so a hung stack fails a test instead of stalling the suite.
+pub fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_else(|e| panic!("cannot build HTTP client: {e}"))
+}
+
+/// A value unique to this test run, for emails and SKUs.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Sends a request to `path` (relative to the proxy), with an optional JSON body and headers.
+pub async fn send(
+    client: &Client,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> Response {
+    let mut request = client.request(method.clone(), format!("{}{path}", base_url()));
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// A response's status and JSON body (`Value::Null` when empty).
+pub async fn status_json(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    let json = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {text}"))
+    };
+    (status, json)
+}
+
+/// Asserts the documented error shape and returns the code.
+pub fn error_code(body: &Value) -> &str {
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error body: {body}"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "no message: {body}"
+    );
+    code
+}

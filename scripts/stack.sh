@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Starts and stops the local stack: DynamoDB endpoint, tables (from template.yaml), the functions
+# under `cargo lambda watch`, and the edge proxy.
+#
+#   scripts/stack.sh start PROFILE   start in the background (state in .stack/PROFILE)
+#   scripts/stack.sh stop PROFILE    stop everything PROFILE started
+#   scripts/stack.sh env PROFILE     print the stack's endpoints as shell assignments
+#
+# PROFILE is `dev` (ports 4566 / 9000 / 8080) or `test` (4576 / 9100 / 8180), so `make test`
+# can run while `make dev` is up. Every process is started in its own session and stopped by
+# process group, so nothing is left behind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export PATH="$ROOT/.tools/venv/bin:$PATH"
+
+PROFILE=${2:-dev}
+case "$PROFILE" in
+    dev) DYNAMO_PORT=${DYNAMO_PORT:-4566}; LAMBDA_PORT=${LAMBDA_PORT:-9000}; PROXY_PORT=${PROXY_PORT:-8080} ;;
+    test) DYNAMO_PORT=${DYNAMO_PORT:-4576}; LAMBDA_PORT=${LAMBDA_PORT:-9100}; PROXY_PORT=${PROXY_PORT:-8180} ;;
+    *) echo "unknown profile: $PROFILE (dev or test)" >&2; exit 2 ;;
+esac
+STATE="$ROOT/.stack/$PROFILE"
+DYNAMO_URL="http://127.0.0.1:$DYNAMO_PORT"
+PROXY_URL="http://127.0.0.1:$PROXY_PORT"
+LAMBDA_URL="http://127.0.0.1:$LAMBDA_PORT"
+
+log() { printf '\033[1m==> [%s] %s\033[0m\n' "$PROFILE" "$*" >&2; }
+
+# Dummy credentials: the local endpoint ignores them, the SDK wants some.
+export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+export AWS_ENDPOINT_URL="$DYNAMO_URL"
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_http() { # url seconds what
+    local deadline=$((SECONDS + $2))
+    until curl -s -o /dev/null "$1"; do
+        if [ $SECONDS -ge $deadline ]; then
+            log "$3 did not come up at $1 within $2 s; see $STATE/*.log"
+            return 1
+        fi
+        sleep 0.3
+    done
+}
+
+# start NAME COMMAND...: runs COMMAND in its own session, logs to $STATE/NAME.log.
+start() {
+    local name=$1; shift
+    setsid "$@" >"$STATE/$name.log" 2>&1 < /dev/null &
+    echo $! >"$STATE/$name.pid"
+}
+
+stop_one() {
+    local pidfile=$1 pid
+    pid=$(cat "$pidfile" 2>/dev/null) || return 0
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
+    rm -f "$pidfile"
+}
+
+stop_all() {
+    [ -d "$STATE" ] || return 0
+    # Reverse start order: proxy, functions, database.
+    for name in proxy functions dynamodb; do
+        [ -f "$STATE/$name.pid" ] && stop_one "$STATE/$name.pid"
+    done
+    if [ -f "$STATE/localstack" ]; then
+        docker compose -f localstack/docker-compose.yml down >/dev/null 2>&1 || true
+        rm -f "$STATE/localstack"
+    fi
+    return 0
+}
+
+start_dynamodb() {
+    if [ "$PROFILE" = dev ] && [ "${USE_LOCALSTACK:-auto}" != 0 ] && command -v docker >/dev/null 2>&1 \
+        && docker info >/dev/null 2>&1; then
+        log "Docker answers: starting LocalStack on :$DYNAMO_PORT"
+        docker compose -f localstack/docker-compose.yml up -d
+        touch "$STATE/localstack"
+        wait_http "$DYNAMO_URL/_localstack/health" 120 LocalStack
+    else
+        log "starting moto server (DynamoDB) on :$DYNAMO_PORT"
+        port_free "$DYNAMO_PORT" || { log "port $DYNAMO_PORT is in use"; return 1; }
+        start dynamodb moto_server -H 127.0.0.1 -p "$DYNAMO_PORT"
+        wait_http "$DYNAMO_URL/moto-api/" 60 "moto server"
+    fi
+}
+
+create_tables() {
+    log "creating tables from template.yaml"
+    python scripts/tables.py create --template template.yaml >"$STATE/functions.env"
+    cat >>"$STATE/functions.env" <<ENV
+AWS_ENDPOINT_URL=$DYNAMO_URL
+AWS_ACCESS_KEY_ID=local
+AWS_SECRET_ACCESS_KEY=local
+AWS_REGION=us-east-1
+RUST_LOG=info
+ENV
+}
+
+start_functions() {
+    log "starting both functions under cargo lambda watch on :$LAMBDA_PORT"
+    port_free "$LAMBDA_PORT" || { log "port $LAMBDA_PORT is in use"; return 1; }
+    start functions cargo lambda watch --ignore-changes --disable-cors --quiet \
+        -A 127.0.0.1 -P "$LAMBDA_PORT" --concurrency 8 --env-file "$STATE/functions.env"
+    wait_http "$LAMBDA_URL/" 300 "cargo lambda watch"
+}
+
+start_proxy() {
+    log "starting the edge proxy on :$PROXY_PORT"
+    port_free "$PROXY_PORT" || { log "port $PROXY_PORT is in use"; return 1; }
+    sed -e "s/127.0.0.1:8080/127.0.0.1:$PROXY_PORT/; s/127.0.0.1:9000/127.0.0.1:$LAMBDA_PORT/g" \
+        edge-proxy/config/dev.toml >"$STATE/proxy.toml"
+    local binary="$ROOT/target/debug/edge-proxy"
+    [ -x "$binary" ] || cargo build -p edge-proxy
+    start proxy "$binary" --log-format "${PROXY_LOG_FORMAT:-json}" run --config "$STATE/proxy.toml"
+    # The proxy answers 404 JSON on unknown paths once it listens.
+    wait_http "$PROXY_URL/__ready" 30 "edge proxy"
+}
+
+warm_functions() {
+    # The first invocation of each function compiles/starts it: do it now, not in a test.
+    log "warming up the functions"
+    for path in /api/users/00000000-0000-0000-0000-000000000000 /api/products/00000000-0000-0000-0000-000000000000; do
+        curl -s -o /dev/null --max-time 300 "$PROXY_URL$path" || true
+    done
+}
+
+case "${1:-}" in
+    start)
+        mkdir -p "$STATE"
+        stop_all
+        trap 'stop_all' ERR
+        start_dynamodb
+        create_tables
+        start_functions
+        start_proxy
+        warm_functions
+        trap - ERR
+        log "stack is up: proxy $PROXY_URL, functions $LAMBDA_URL, DynamoDB $DYNAMO_URL (logs in $STATE)"
+        ;;
+    stop)
+        stop_all
+        ;;
+    env)
+        echo "E2E_BASE_URL=$PROXY_URL"
+        echo "AWS_ENDPOINT_URL=$DYNAMO_URL"
+        echo "AWS_ACCESS_KEY_ID=local"
+        echo "AWS_SECRET_ACCESS_KEY=local"
+        echo "AWS_REGION=us-east-1"
+        echo "STACK_LOG_DIR=$STATE"
+        [ -f "$STATE/functions.env" ] && grep -E '_TABLE=' "$STATE/functions.env"
+        ;;
+    *)
+        sed -n '2,12p' "$0" >&2
+        exit 2
+        ;;
+esac

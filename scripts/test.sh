@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# `make test`: every check the project has, from a clean checkout.
+#   1. install what is missing and build once;
+#   2. formatting, clippy (warnings are errors), template lint (cfn-lint, sam validate --lint);
+#   3. unit and integration tests of every crate;
+#   4. start the test stack (its own ports), run the end-to-end tests through the proxy, stop it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.tools/venv/bin:$PATH"
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+started=$(date +%s)
+step "setup"
+scripts/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy --all-targets -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "template lint"
+export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 SAM_CLI_TELEMETRY=0
+cfn-lint template.yaml
+sam validate --lint --template template.yaml
+edge_cfg_ok=$(./target/debug/edge-proxy check --config edge-proxy/config/dev.toml)
+echo "$edge_cfg_ok"
+
+step "unit and integration tests"
+cargo test --workspace --exclude e2e
+
+step "end-to-end tests against the local stack"
+trap 'scripts/stack.sh stop test' EXIT
+scripts/stack.sh start test
+set -a
+eval "$(scripts/stack.sh env test)"
+set +a
+cargo test -p e2e --no-fail-fast -- --test-threads 4
+
+step "all checks passed in $(( $(date +%s) - started )) s"
