@@ -14,8 +14,8 @@ cleanup() {
     scripts/stack.sh stop dev
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'exit 0' INT
+trap 'exit 0' TERM
 
 PROXY_LOG_FORMAT=${PROXY_LOG_FORMAT:-text} scripts/stack.sh start dev
 

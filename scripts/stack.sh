@@ -16,20 +16,25 @@ export PATH="$ROOT/.tools/venv/bin:$PATH"
 
 PROFILE=${2:-dev}
 case "$PROFILE" in
-    dev) DYNAMO_PORT=${DYNAMO_PORT:-4566}; LAMBDA_PORT=${LAMBDA_PORT:-9000}; PROXY_PORT=${PROXY_PORT:-8080} ;;
-    test) DYNAMO_PORT=${DYNAMO_PORT:-4576}; LAMBDA_PORT=${LAMBDA_PORT:-9100}; PROXY_PORT=${PROXY_PORT:-8180} ;;
+    dev) DYNAMO_PORT=${DYNAMO_PORT:-4566}; LAMBDA_PORT=${LAMBDA_PORT:-9000}; LAMBDA_PORT2=${LAMBDA_PORT2:-9001}; PROXY_PORT=${PROXY_PORT:-8080} ;;
+    test) DYNAMO_PORT=${DYNAMO_PORT:-4576}; LAMBDA_PORT=${LAMBDA_PORT:-9100}; LAMBDA_PORT2=${LAMBDA_PORT2:-9101}; PROXY_PORT=${PROXY_PORT:-8180} ;;
     *) echo "unknown profile: $PROFILE (dev or test)" >&2; exit 2 ;;
 esac
 STATE="$ROOT/.stack/$PROFILE"
 DYNAMO_URL="http://127.0.0.1:$DYNAMO_PORT"
 PROXY_URL="http://127.0.0.1:$PROXY_PORT"
 LAMBDA_URL="http://127.0.0.1:$LAMBDA_PORT"
+LAMBDA_URL2="http://127.0.0.1:$LAMBDA_PORT2"
+REGISTRY_TABLE=RegistryTable
+PROXY_BIN="$ROOT/target/debug/edge-proxy"
 
 log() { printf '\033[1m==> [%s] %s\033[0m\n' "$PROFILE" "$*" >&2; }
 
 # Dummy credentials: the local endpoint ignores them, the SDK wants some.
 export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_ENDPOINT_URL="$DYNAMO_URL"
+# Never let the SDK look for instance metadata: locally there is none to find.
+export AWS_EC2_METADATA_DISABLED=true
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -68,7 +73,7 @@ stop_one() {
 stop_all() {
     [ -d "$STATE" ] || return 0
     # Reverse start order: proxy, functions, database.
-    for name in proxy functions dynamodb; do
+    for name in proxy registrar-user-service registrar-product-service functions2 functions dynamodb; do
         [ -f "$STATE/$name.pid" ] && stop_one "$STATE/$name.pid"
     done
     if [ -f "$STATE/localstack" ]; then
@@ -88,7 +93,7 @@ start_dynamodb() {
     else
         log "starting moto server (DynamoDB) on :$DYNAMO_PORT"
         port_free "$DYNAMO_PORT" || { log "port $DYNAMO_PORT is in use"; return 1; }
-        start dynamodb moto_server -H 127.0.0.1 -p "$DYNAMO_PORT"
+        start dynamodb python scripts/moto_serial.py -H 127.0.0.1 -p "$DYNAMO_PORT"
         wait_http "$DYNAMO_URL/moto-api/" 60 "moto server"
     fi
 }
@@ -106,11 +111,26 @@ ENV
 }
 
 start_functions() {
-    log "starting both functions under cargo lambda watch on :$LAMBDA_PORT"
-    port_free "$LAMBDA_PORT" || { log "port $LAMBDA_PORT is in use"; return 1; }
+    # Two instances of each function: two `cargo lambda watch` processes, each serving both.
+    log "starting both functions twice under cargo lambda watch on :$LAMBDA_PORT and :$LAMBDA_PORT2"
+    for port in "$LAMBDA_PORT" "$LAMBDA_PORT2"; do
+        port_free "$port" || { log "port $port is in use"; return 1; }
+    done
     start functions cargo lambda watch --ignore-changes --disable-cors --quiet \
         -A 127.0.0.1 -P "$LAMBDA_PORT" --concurrency 8 --env-file "$STATE/functions.env"
     wait_http "$LAMBDA_URL/" 300 "cargo lambda watch"
+    start functions2 cargo lambda watch --ignore-changes --disable-cors --quiet \
+        -A 127.0.0.1 -P "$LAMBDA_PORT2" --concurrency 8 --env-file "$STATE/functions.env"
+    wait_http "$LAMBDA_URL2/" 300 "second cargo lambda watch"
+}
+
+register_instances() {
+    # The second instances are found through the registry, renewed by a heartbeat each.
+    log "registering the :$LAMBDA_PORT2 instances in $REGISTRY_TABLE"
+    for function in user-service product-service; do
+        start "registrar-$function" "$PROXY_BIN" --log-format text registry heartbeat --table "$REGISTRY_TABLE" \
+            --service "$function" --url "$LAMBDA_URL2/lambda-url/$function" --ttl-seconds 30 --interval-seconds 10
+    done
 }
 
 start_proxy() {
@@ -118,9 +138,7 @@ start_proxy() {
     port_free "$PROXY_PORT" || { log "port $PROXY_PORT is in use"; return 1; }
     sed -e "s/127.0.0.1:8080/127.0.0.1:$PROXY_PORT/; s/127.0.0.1:9000/127.0.0.1:$LAMBDA_PORT/g" \
         edge-proxy/config/dev.toml >"$STATE/proxy.toml"
-    local binary="$ROOT/target/debug/edge-proxy"
-    [ -x "$binary" ] || cargo build -p edge-proxy
-    start proxy "$binary" --log-format "${PROXY_LOG_FORMAT:-json}" run --config "$STATE/proxy.toml"
+    start proxy "$PROXY_BIN" --log-format "${PROXY_LOG_FORMAT:-json}" run --config "$STATE/proxy.toml"
     # The proxy answers 404 JSON on unknown paths once it listens.
     wait_http "$PROXY_URL/__ready" 30 "edge proxy"
 }
@@ -128,8 +146,10 @@ start_proxy() {
 warm_functions() {
     # The first invocation of each function compiles/starts it: do it now, not in a test.
     log "warming up the functions"
-    for path in /api/users/00000000-0000-0000-0000-000000000000 /api/products/00000000-0000-0000-0000-000000000000; do
-        curl -s -o /dev/null --max-time 300 "$PROXY_URL$path" || true
+    for base in "$LAMBDA_URL" "$LAMBDA_URL2"; do
+        for function in user-service product-service; do
+            curl -s -o /dev/null --max-time 300 "$base/lambda-url/$function/health" || true
+        done
     done
 }
 
@@ -140,9 +160,11 @@ case "${1:-}" in
         trap 'stop_all' ERR
         start_dynamodb
         create_tables
+        [ -x "$PROXY_BIN" ] || cargo build -p edge-proxy
         start_functions
-        start_proxy
         warm_functions
+        register_instances
+        start_proxy
         trap - ERR
         log "stack is up: proxy $PROXY_URL, functions $LAMBDA_URL, DynamoDB $DYNAMO_URL (logs in $STATE)"
         ;;
@@ -156,6 +178,7 @@ case "${1:-}" in
         echo "AWS_SECRET_ACCESS_KEY=local"
         echo "AWS_REGION=us-east-1"
         echo "STACK_LOG_DIR=$STATE"
+        echo "REGISTRY_TABLE=$REGISTRY_TABLE"
         [ -f "$STATE/functions.env" ] && grep -E '_TABLE=' "$STATE/functions.env"
         ;;
     *)

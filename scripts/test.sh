@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.tools/venv/bin:$PATH"
+export AWS_EC2_METADATA_DISABLED=true
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 

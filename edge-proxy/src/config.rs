@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::breaker::BreakerConfig;
 use crate::upstream::UpstreamUrl;
 
 /// A configuration problem, naming the field (`routes[1].service`, `server.listen`, ...).
@@ -45,6 +46,9 @@ pub struct FileConfig {
     /// Path prefixes and the service each goes to; the longest matching prefix wins.
     #[serde(default)]
     pub routes: Vec<RouteSection>,
+    /// Discovery registry table, for services with `registry = true`.
+    #[serde(default)]
+    pub registry: Option<RegistrySection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,15 +81,141 @@ impl Default for ServerSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServiceSection {
-    /// Base URLs of the service's instances; may carry a path
+    /// Static instances: base URLs that may carry a path
     /// (`http://127.0.0.1:9000/lambda-url/user-service`).
+    #[serde(default)]
     pub instances: Vec<String>,
+    /// Also take instances from the registry table (see `[registry]`).
+    #[serde(default)]
+    pub registry: bool,
+    /// `round-robin` or `least-in-flight` (power of two choices on in-flight requests).
+    #[serde(default)]
+    pub balancer: Balancer,
     /// TCP (and TLS) connect timeout, in milliseconds.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     /// Longest wait for the upstream between reads, in milliseconds.
     #[serde(default = "default_read_timeout_ms")]
     pub read_timeout_ms: u64,
+    /// Budget for the whole upstream exchange including a retry, in milliseconds.
+    #[serde(default = "default_total_timeout_ms")]
+    pub total_timeout_ms: u64,
+    /// Upstream statuses that count as failures for the breaker and may be retried.
+    #[serde(default = "default_failure_statuses")]
+    pub failure_statuses: Vec<u16>,
+    #[serde(default)]
+    pub health_check: HealthCheckSection,
+    #[serde(default)]
+    pub circuit_breaker: BreakerSection,
+    #[serde(default)]
+    pub retry: RetrySection,
+}
+
+/// How instances are chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balancer {
+    #[default]
+    RoundRobin,
+    LeastInFlight,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct HealthCheckSection {
+    /// Active checks on (an instance that fails them gets no traffic until it passes again).
+    pub enabled: bool,
+    /// Path under the instance's base URL; must answer 200.
+    pub path: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Passes in a row that make an unhealthy instance healthy.
+    pub healthy_threshold: u32,
+    /// Failures in a row that make a healthy instance unhealthy.
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheckSection {
+    fn default() -> Self {
+        HealthCheckSection {
+            enabled: true,
+            path: "/health".into(),
+            interval_ms: 2_000,
+            timeout_ms: 1_000,
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct BreakerSection {
+    /// Failures in a row that open the breaker.
+    pub consecutive_failures: u32,
+    /// Failure rate (0-1) over the window that opens the breaker...
+    pub failure_rate: f64,
+    /// ...over this many most recent calls...
+    pub window: usize,
+    /// ...once at least this many calls are in the window.
+    pub minimum_calls: usize,
+    /// How long it stays open the first time, in milliseconds (doubles while it keeps failing).
+    pub open_ms: u64,
+    /// Longest it stays open, in milliseconds.
+    pub max_open_ms: u64,
+    /// Probe requests admitted at once while half-open.
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerSection {
+    fn default() -> Self {
+        let defaults = BreakerConfig::default();
+        BreakerSection {
+            consecutive_failures: defaults.consecutive_failures,
+            failure_rate: defaults.failure_rate,
+            window: defaults.window,
+            minimum_calls: defaults.minimum_calls,
+            open_ms: defaults.open_for.as_millis() as u64,
+            max_open_ms: defaults.max_open_for.as_millis() as u64,
+            half_open_probes: defaults.half_open_probes,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct RetrySection {
+    /// Retry once on another instance (idempotent methods; POST/PATCH only if never sent).
+    pub enabled: bool,
+    /// Extra load retries may add, as a fraction of requests.
+    pub budget_ratio: f64,
+    /// Retries banked for a quiet service.
+    pub budget_reserve: u32,
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        RetrySection {
+            enabled: true,
+            budget_ratio: 0.2,
+            budget_reserve: 10,
+        }
+    }
+}
+
+/// The discovery registry: a DynamoDB table of `{service, url, weight, expires_at}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RegistrySection {
+    /// Table name (the endpoint and credentials come from the standard AWS environment).
+    pub table: String,
+    /// How often the proxy reads it, in milliseconds.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+}
+
+fn default_poll_interval_ms() -> u64 {
+    2_000
 }
 
 fn default_connect_timeout_ms() -> u64 {
@@ -94,6 +224,14 @@ fn default_connect_timeout_ms() -> u64 {
 
 fn default_read_timeout_ms() -> u64 {
     15_000
+}
+
+fn default_total_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_failure_statuses() -> Vec<u16> {
+    vec![502, 503, 504]
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,14 +261,45 @@ pub struct Config {
     pub client_timeout: Duration,
     pub services: HashMap<String, Arc<ServiceConfig>>,
     pub routes: Vec<Route>,
+    pub registry: Option<RegistryConfig>,
 }
 
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     pub name: String,
     pub instances: Vec<UpstreamUrl>,
+    pub registry: bool,
+    pub balancer: Balancer,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    pub total_timeout: Duration,
+    pub failure_statuses: Vec<u16>,
+    pub health_check: HealthCheckConfig,
+    pub breaker: BreakerConfig,
+    pub retry: RetryConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthCheckConfig {
+    pub enabled: bool,
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    pub enabled: bool,
+    pub budget_ratio: f64,
+    pub budget_reserve: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    pub table: String,
+    pub poll_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -194,45 +363,29 @@ impl FileConfig {
             ));
         }
 
+        let registry = match self.registry {
+            None => None,
+            Some(section) => {
+                if section.table.trim().is_empty() {
+                    return Err(ConfigError::new("registry.table", "must not be empty"));
+                }
+                ms_in_range(
+                    "registry.poll-interval-ms",
+                    section.poll_interval_ms,
+                    100,
+                    3_600_000,
+                )?;
+                Some(RegistryConfig {
+                    table: section.table,
+                    poll_interval: Duration::from_millis(section.poll_interval_ms),
+                })
+            }
+        };
+
         let mut services = HashMap::new();
         for (name, section) in self.services {
-            let field = format!("services.{name}");
-            if section.instances.is_empty() {
-                return Err(ConfigError::new(
-                    format!("{field}.instances"),
-                    "must list at least one instance",
-                ));
-            }
-            let instances = section
-                .instances
-                .iter()
-                .enumerate()
-                .map(|(i, url)| {
-                    UpstreamUrl::parse(url).map_err(|message| {
-                        ConfigError::new(format!("{field}.instances[{i}]"), message)
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            for (key, value) in [
-                ("connect-timeout-ms", section.connect_timeout_ms),
-                ("read-timeout-ms", section.read_timeout_ms),
-            ] {
-                if value == 0 || value > 300_000 {
-                    return Err(ConfigError::new(
-                        format!("{field}.{key}"),
-                        "must be from 1 to 300000",
-                    ));
-                }
-            }
-            services.insert(
-                name.clone(),
-                Arc::new(ServiceConfig {
-                    name,
-                    instances,
-                    connect_timeout: Duration::from_millis(section.connect_timeout_ms),
-                    read_timeout: Duration::from_millis(section.read_timeout_ms),
-                }),
-            );
+            let service = validate_service(&name, section, registry.is_some())?;
+            services.insert(name, Arc::new(service));
         }
 
         if self.routes.is_empty() {
@@ -285,8 +438,183 @@ impl FileConfig {
             client_timeout: Duration::from_millis(server.client_timeout_ms),
             services,
             routes,
+            registry,
         })
     }
+}
+
+fn ms_in_range(field: &str, value: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError::new(
+            field,
+            format!("must be from {min} to {max}"),
+        ));
+    }
+    Ok(Duration::from_millis(value))
+}
+
+fn validate_service(
+    name: &str,
+    section: ServiceSection,
+    registry_configured: bool,
+) -> Result<ServiceConfig, ConfigError> {
+    let field = format!("services.{name}");
+    if section.instances.is_empty() && !section.registry {
+        return Err(ConfigError::new(
+            format!("{field}.instances"),
+            "must list at least one instance (or set registry = true)",
+        ));
+    }
+    if section.registry && !registry_configured {
+        return Err(ConfigError::new(
+            format!("{field}.registry"),
+            "needs a [registry] section",
+        ));
+    }
+    let instances = section
+        .instances
+        .iter()
+        .enumerate()
+        .map(|(i, url)| {
+            UpstreamUrl::parse(url)
+                .map_err(|message| ConfigError::new(format!("{field}.instances[{i}]"), message))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let connect_timeout = ms_in_range(
+        &format!("{field}.connect-timeout-ms"),
+        section.connect_timeout_ms,
+        1,
+        300_000,
+    )?;
+    let read_timeout = ms_in_range(
+        &format!("{field}.read-timeout-ms"),
+        section.read_timeout_ms,
+        1,
+        300_000,
+    )?;
+    let total_timeout = ms_in_range(
+        &format!("{field}.total-timeout-ms"),
+        section.total_timeout_ms,
+        1,
+        600_000,
+    )?;
+    if total_timeout < connect_timeout {
+        return Err(ConfigError::new(
+            format!("{field}.total-timeout-ms"),
+            "must be at least connect-timeout-ms",
+        ));
+    }
+    if let Some(bad) = section
+        .failure_statuses
+        .iter()
+        .find(|s| !(100..=599).contains(*s))
+    {
+        return Err(ConfigError::new(
+            format!("{field}.failure-statuses"),
+            format!("{bad} is not an HTTP status"),
+        ));
+    }
+
+    let hc = section.health_check;
+    let hc_field = format!("{field}.health-check");
+    if !hc.path.starts_with('/') {
+        return Err(ConfigError::new(
+            format!("{hc_field}.path"),
+            "must start with '/'",
+        ));
+    }
+    let health_check = HealthCheckConfig {
+        enabled: hc.enabled,
+        interval: ms_in_range(
+            &format!("{hc_field}.interval-ms"),
+            hc.interval_ms,
+            100,
+            3_600_000,
+        )?,
+        timeout: ms_in_range(&format!("{hc_field}.timeout-ms"), hc.timeout_ms, 1, 60_000)?,
+        healthy_threshold: positive(
+            &format!("{hc_field}.healthy-threshold"),
+            hc.healthy_threshold,
+        )?,
+        unhealthy_threshold: positive(
+            &format!("{hc_field}.unhealthy-threshold"),
+            hc.unhealthy_threshold,
+        )?,
+        path: hc.path,
+    };
+
+    let cb = section.circuit_breaker;
+    let cb_field = format!("{field}.circuit-breaker");
+    if !(cb.failure_rate > 0.0 && cb.failure_rate <= 1.0) {
+        return Err(ConfigError::new(
+            format!("{cb_field}.failure-rate"),
+            "must be in (0, 1]",
+        ));
+    }
+    if cb.minimum_calls > cb.window {
+        return Err(ConfigError::new(
+            format!("{cb_field}.minimum-calls"),
+            "must not exceed window",
+        ));
+    }
+    let open_for = ms_in_range(&format!("{cb_field}.open-ms"), cb.open_ms, 1, 3_600_000)?;
+    let max_open_for = ms_in_range(
+        &format!("{cb_field}.max-open-ms"),
+        cb.max_open_ms,
+        1,
+        3_600_000,
+    )?;
+    if max_open_for < open_for {
+        return Err(ConfigError::new(
+            format!("{cb_field}.max-open-ms"),
+            "must be at least open-ms",
+        ));
+    }
+    let breaker = BreakerConfig {
+        consecutive_failures: positive(
+            &format!("{cb_field}.consecutive-failures"),
+            cb.consecutive_failures,
+        )?,
+        failure_rate: cb.failure_rate,
+        window: cb.window,
+        minimum_calls: cb.minimum_calls.max(1),
+        open_for,
+        max_open_for,
+        half_open_probes: positive(&format!("{cb_field}.half-open-probes"), cb.half_open_probes)?,
+    };
+
+    let retry = section.retry;
+    if !(0.0..=1.0).contains(&retry.budget_ratio) {
+        return Err(ConfigError::new(
+            format!("{field}.retry.budget-ratio"),
+            "must be from 0 to 1",
+        ));
+    }
+
+    Ok(ServiceConfig {
+        name: name.to_string(),
+        instances,
+        registry: section.registry,
+        balancer: section.balancer,
+        connect_timeout,
+        read_timeout,
+        total_timeout,
+        failure_statuses: section.failure_statuses,
+        health_check,
+        breaker,
+        retry: RetryConfig {
+            enabled: retry.enabled,
+            budget_ratio: retry.budget_ratio,
+            budget_reserve: retry.budget_reserve,
+        },
+    })
+}
+
+fn positive(field: &str, value: u32) -> Result<u32, ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::new(field, "must be at least 1"));
+    }
+    Ok(value)
 }
 
 #[cfg(test)]

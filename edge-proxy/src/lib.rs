@@ -2,15 +2,28 @@
 //!
 //! - [`config`]: the TOML file, validated into typed config (errors name the field).
 //! - [`routing`]: path prefix routing, traversal refusal, path and `Location` rewriting.
-//! - [`upstream`]: instance URLs and instance selection per service.
+//! - [`upstream`]: instance URLs.
+//! - [`pool`]: a service's live instances and the choice of one per attempt.
+//! - [`breaker`]: the per-instance circuit breaker.
+//! - [`retry`]: the per-service retry budget.
+//! - [`discovery`] and [`registry`]: static instances plus the DynamoDB registry table.
+//! - [`health`]: active health checks.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`proxy`]: the `ProxyHttp` implementation, phase by phase.
 //! - [`error`]: the proxy's own JSON error responses.
 //! - [`server`]: building and running the Pingora server.
 //! - [`telemetry`]: log set-up.
 
+pub mod breaker;
 pub mod config;
+pub mod discovery;
 pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod pool;
 pub mod proxy;
+pub mod registry;
+pub mod retry;
 pub mod routing;
 pub mod server;
 pub mod telemetry;

@@ -1,15 +1,21 @@
-//! `edge-proxy`: run the proxy, or check a config file.
+//! `edge-proxy`: run the proxy, check a config file, or manage the discovery registry.
 //!
 //! ```text
 //! edge-proxy run --config edge-proxy/config/dev.toml
 //! edge-proxy check --config edge-proxy/config/dev.toml
+//! edge-proxy registry register --table RegistryTable --service user-service \
+//!     --url http://127.0.0.1:9001/lambda-url/user-service --ttl-seconds 60
+//! edge-proxy registry list --table RegistryTable
+//! edge-proxy registry heartbeat --table RegistryTable --service user-service --url ...
 //! ```
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use edge_proxy::config::Config;
+use edge_proxy::registry::{epoch_now, DynamoRegistry};
 use edge_proxy::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
@@ -40,6 +46,67 @@ enum Command {
         #[arg(long, env = "EDGE_PROXY_CONFIG")]
         config: PathBuf,
     },
+    /// Register, renew, remove or list instances in the discovery registry table
+    /// (endpoint and credentials from the standard AWS environment).
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+}
+
+#[derive(Args)]
+struct Table {
+    /// Registry table name.
+    #[arg(long, env = "REGISTRY_TABLE")]
+    table: String,
+}
+
+#[derive(Args)]
+struct Instance {
+    #[arg(long)]
+    service: String,
+    /// The instance's base URL, e.g. http://127.0.0.1:9001/lambda-url/user-service
+    #[arg(long)]
+    url: String,
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Register (or renew) one instance.
+    Register {
+        #[command(flatten)]
+        table: Table,
+        #[command(flatten)]
+        instance: Instance,
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+        /// Seconds until the entry expires unless renewed.
+        #[arg(long, default_value_t = 60)]
+        ttl_seconds: u64,
+    },
+    /// Remove one instance.
+    Deregister {
+        #[command(flatten)]
+        table: Table,
+        #[command(flatten)]
+        instance: Instance,
+    },
+    /// List every registration, live or expired.
+    List {
+        #[command(flatten)]
+        table: Table,
+    },
+    /// Keep one instance registered until interrupted, then deregister it.
+    Heartbeat {
+        #[command(flatten)]
+        table: Table,
+        #[command(flatten)]
+        instance: Instance,
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+        #[arg(long, default_value_t = 30)]
+        ttl_seconds: u64,
+        #[arg(long, default_value_t = 10)]
+        interval_seconds: u64,
+    },
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
@@ -47,6 +114,96 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
         eprintln!("edge-proxy: invalid config {}: {error}", path.display());
         ExitCode::from(2)
     })
+}
+
+async fn registry(command: RegistryCommand) -> Result<(), String> {
+    match command {
+        RegistryCommand::Register {
+            table,
+            instance,
+            weight,
+            ttl_seconds,
+        } => {
+            let registry = DynamoRegistry::from_env(table.table).await;
+            let entry = registry
+                .register(
+                    &instance.service,
+                    &instance.url,
+                    weight,
+                    Duration::from_secs(ttl_seconds),
+                )
+                .await?;
+            println!(
+                "registered {} {} (weight {}, expires at {})",
+                entry.service, entry.url, entry.weight, entry.expires_at
+            );
+        }
+        RegistryCommand::Deregister { table, instance } => {
+            DynamoRegistry::from_env(table.table)
+                .await
+                .deregister(&instance.service, &instance.url)
+                .await?;
+            println!("deregistered {} {}", instance.service, instance.url);
+        }
+        RegistryCommand::List { table } => {
+            let now = epoch_now();
+            let mut entries = DynamoRegistry::from_env(table.table).await.list().await?;
+            entries.sort_by(|a, b| (&a.service, &a.url).cmp(&(&b.service, &b.url)));
+            println!(
+                "{:<20} {:<60} {:>6} {:>8}",
+                "SERVICE", "URL", "WEIGHT", "TTL"
+            );
+            for entry in entries {
+                let ttl = if entry.is_live(now) {
+                    format!("{}s", entry.expires_at - now)
+                } else {
+                    "expired".into()
+                };
+                println!(
+                    "{:<20} {:<60} {:>6} {:>8}",
+                    entry.service, entry.url, entry.weight, ttl
+                );
+            }
+        }
+        RegistryCommand::Heartbeat {
+            table,
+            instance,
+            weight,
+            ttl_seconds,
+            interval_seconds,
+        } => {
+            let registry = DynamoRegistry::from_env(table.table).await;
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .map_err(|e| format!("signal: {e}"))?;
+            loop {
+                match registry
+                    .register(
+                        &instance.service,
+                        &instance.url,
+                        weight,
+                        Duration::from_secs(ttl_seconds),
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(service = %instance.service, url = %instance.url, "registration renewed")
+                    }
+                    Err(error) => tracing::warn!(%error, "could not renew the registration"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(interval_seconds.max(1))) => {}
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = terminate.recv() => break,
+                }
+            }
+            registry
+                .deregister(&instance.service, &instance.url)
+                .await?;
+            tracing::info!(service = %instance.service, url = %instance.url, "deregistered");
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -70,6 +227,25 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("edge-proxy: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Registry(command) => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("edge-proxy: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(registry(command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("edge-proxy registry: {error}");
                     ExitCode::FAILURE
                 }
             }

@@ -1,57 +1,121 @@
 //! The edge proxy itself: one [`ProxyHttp`] implementation, one method per request phase.
 //!
 //! - `request_filter`: route the path (400 for traversal, 404 for no route).
-//! - `upstream_peer`: choose an instance of the route's service.
+//! - `upstream_peer`: choose an instance of the route's service (balancer, health, breaker,
+//!   never one this request already tried); 503 at once if none is usable.
 //! - `upstream_request_filter`: rewrite the path into the instance's space, set `Host` and the
 //!   forwarding headers.
+//! - `upstream_response_filter`: settle the attempt with the breaker; a failure status on an
+//!   idempotent request is retried once on another instance, within the retry budget.
+//! - `fail_to_connect` / `error_while_proxy`: settle the attempt as failed and decide the retry:
+//!   idempotent methods after any upstream failure, POST/PATCH only if never sent.
 //! - `response_filter`: map `Location` back into the client's path space.
 //! - `fail_to_proxy`: every failure becomes a JSON error (see [`crate::error`]).
+//! - `logging`: the access-log line and request metrics.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use http::Method;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType};
+use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::config::{Config, Route};
+use crate::discovery::static_specs;
 use crate::error::ProxyError;
+use crate::metrics::Metrics;
+use crate::pool::{Attempt, ServicePool};
 use crate::routing::{client_location, upstream_path, RouteError, Router};
-use crate::upstream::{Instance, ServicePool};
+
+/// Attempts per request: the first try and at most one retry.
+const MAX_ATTEMPTS: u32 = 2;
 
 /// Per-request state.
 pub struct RequestCtx {
     started: Instant,
     route: Option<Route>,
     pool: Option<Arc<ServicePool>>,
-    instance: Option<Arc<Instance>>,
+    attempt: Option<Attempt>,
+    tried: Vec<SocketAddr>,
+    attempts: u32,
+    upstream_started: Option<Instant>,
+    /// Set when a phase has already decided whether the current failure is retried.
+    retry_decided: Option<bool>,
+    /// Seconds to advertise when no instance is usable.
+    retry_after: u64,
+    last_instance: Option<String>,
+}
+
+impl RequestCtx {
+    /// Upstream time of the attempt that just ended, into the metrics.
+    fn end_upstream(&mut self, metrics: &Metrics) {
+        if let (Some(started), Some(pool)) = (self.upstream_started.take(), &self.pool) {
+            metrics.upstream(&pool.config.name, started.elapsed().as_secs_f64());
+        }
+    }
 }
 
 pub struct EdgeProxy {
     router: Router,
     pools: HashMap<String, Arc<ServicePool>>,
-    client_timeout: std::time::Duration,
+    client_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    )
 }
 
 impl EdgeProxy {
-    pub fn new(config: &Config) -> Result<EdgeProxy, String> {
+    /// Builds the proxy with one pool per service, holding its static instances; discovery adds
+    /// registry instances later.
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> EdgeProxy {
         let pools = config
             .services
             .iter()
             .map(|(name, service)| {
-                ServicePool::new(Arc::clone(service))
-                    .map(|pool| (name.clone(), Arc::new(pool)))
-                    .map_err(|e| format!("services.{name}: {e}"))
+                let pool = Arc::new(ServicePool::new(Arc::clone(service)));
+                pool.update(&static_specs(&pool));
+                (name.clone(), pool)
             })
-            .collect::<Result<_, _>>()?;
-        Ok(EdgeProxy {
+            .collect();
+        EdgeProxy {
             router: Router::new(config.routes.clone()),
             pools,
             client_timeout: config.client_timeout,
-        })
+            metrics,
+        }
+    }
+
+    pub fn pools(&self) -> Vec<Arc<ServicePool>> {
+        self.pools.values().cloned().collect()
+    }
+
+    /// Whether the failed attempt may be retried on another instance; takes a retry from the
+    /// budget if so.
+    fn may_retry(&self, session: &Session, ctx: &RequestCtx, request_sent: bool) -> bool {
+        let Some(pool) = &ctx.pool else { return false };
+        if !pool.config.retry.enabled || ctx.attempts >= MAX_ATTEMPTS {
+            return false;
+        }
+        let method = &session.req_header().method;
+        if request_sent && (!is_idempotent(method) || session.as_ref().retry_buffer_truncated()) {
+            return false;
+        }
+        let now = Instant::now();
+        let another = pool
+            .instances()
+            .iter()
+            .any(|i| !ctx.tried.contains(&i.addr) && i.usable(now));
+        another && pool.retry_budget.try_withdraw()
     }
 }
 
@@ -64,7 +128,13 @@ impl ProxyHttp for EdgeProxy {
             started: Instant::now(),
             route: None,
             pool: None,
-            instance: None,
+            attempt: None,
+            tried: Vec::new(),
+            attempts: 0,
+            upstream_started: None,
+            retry_decided: None,
+            retry_after: 1,
+            last_instance: None,
         }
     }
 
@@ -88,7 +158,13 @@ impl ProxyHttp for EdgeProxy {
                 return Ok(true);
             }
         };
-        ctx.pool = self.pools.get(&route.service).cloned();
+        if let Some(pool) = self.pools.get(&route.service) {
+            pool.retry_budget.deposit();
+            ctx.pool = Some(Arc::clone(pool));
+        }
+        if is_idempotent(&session.req_header().method) {
+            session.as_mut().enable_retry_buffering();
+        }
         ctx.route = Some(route);
         Ok(false)
     }
@@ -100,13 +176,41 @@ impl ProxyHttp for EdgeProxy {
     ) -> pingora::Result<Box<HttpPeer>> {
         let pool = ctx
             .pool
-            .as_ref()
+            .clone()
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "route has no service"))?;
-        let instance = pool
-            .select()
-            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no instance available"))?;
-        let peer = instance.peer(&pool.config);
-        ctx.instance = Some(instance);
+        ctx.attempt = None;
+        ctx.retry_decided = None;
+        if ctx.attempts > 0 {
+            self.metrics.retry(&pool.config.name);
+        }
+        let elapsed = ctx.started.elapsed();
+        let Some(remaining) = pool
+            .config
+            .total_timeout
+            .checked_sub(elapsed)
+            .filter(|d| !d.is_zero())
+        else {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(504),
+                "total timeout spent",
+            ));
+        };
+        let attempt = pool
+            .select(&ctx.tried, Instant::now())
+            .map_err(|unavailable| {
+                ctx.retry_after = unavailable.retry_after;
+                Error::explain(ErrorType::HTTPStatus(503), "no usable instance")
+            })?;
+        let instance = Arc::clone(&attempt.instance);
+        ctx.tried.push(instance.addr);
+        ctx.attempts += 1;
+        ctx.last_instance = Some(instance.url.to_string());
+        ctx.attempt = Some(attempt);
+        ctx.upstream_started = Some(Instant::now());
+        let peer = instance.peer(
+            pool.config.connect_timeout.min(remaining),
+            pool.config.read_timeout.min(remaining),
+        );
         Ok(Box::new(peer))
     }
 
@@ -116,11 +220,12 @@ impl ProxyHttp for EdgeProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        let (Some(route), Some(instance)) = (&ctx.route, &ctx.instance) else {
+        let (Some(route), Some(attempt)) = (&ctx.route, &ctx.attempt) else {
             return Error::e_explain(ErrorType::InternalError, "upstream request without a route");
         };
+        let url = &attempt.instance.url;
         let original = session.req_header().uri.clone();
-        let mut path_and_query = upstream_path(&instance.url.base_path, route, original.path());
+        let mut path_and_query = upstream_path(&url.base_path, route, original.path());
         if let Some(query) = original.query() {
             path_and_query.push('?');
             path_and_query.push_str(query);
@@ -129,7 +234,7 @@ impl ProxyHttp for EdgeProxy {
             .parse::<http::Uri>()
             .map_err(|e| Error::because(ErrorType::InternalError, "rewritten uri", e))?;
         upstream_request.set_uri(uri);
-        upstream_request.insert_header("host", instance.url.host_header())?;
+        upstream_request.insert_header("host", url.host_header())?;
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
             let client_ip = addr.ip().to_string();
             let forwarded_for = match upstream_request
@@ -144,6 +249,78 @@ impl ProxyHttp for EdgeProxy {
         }
         upstream_request.insert_header("x-forwarded-proto", "http")?;
         Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        let status = upstream_response.status.as_u16();
+        let Some(pool) = ctx.pool.clone() else {
+            return Ok(());
+        };
+        let failure = pool.config.failure_statuses.contains(&status);
+        ctx.end_upstream(&self.metrics);
+        if let Some(attempt) = ctx.attempt.as_mut() {
+            if failure {
+                attempt.failed();
+            } else {
+                attempt.succeeded();
+            }
+        }
+        if failure && self.may_retry(session, ctx, true) {
+            ctx.retry_decided = Some(true);
+            let mut error =
+                Error::explain(ErrorType::HTTPStatus(status), "retryable upstream status");
+            error.set_retry(true);
+            error.as_up();
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        ctx.end_upstream(&self.metrics);
+        if let Some(attempt) = ctx.attempt.as_mut() {
+            attempt.failed();
+        }
+        // Nothing was sent: any method may go to another instance.
+        let retry = self.may_retry(session, ctx, false);
+        e.set_retry(retry);
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if let Some(decided) = ctx.retry_decided.take() {
+            e.set_retry(decided);
+            return e;
+        }
+        ctx.end_upstream(&self.metrics);
+        let upstream_fault = *e.esource() == ErrorSource::Upstream;
+        if upstream_fault {
+            if let Some(attempt) = ctx.attempt.as_mut() {
+                attempt.failed();
+            }
+        }
+        let retry = upstream_fault && self.may_retry(session, ctx, true);
+        e.set_retry(retry);
+        e
     }
 
     async fn response_filter(
@@ -169,9 +346,15 @@ impl ProxyHttp for EdgeProxy {
         &self,
         session: &mut Session,
         error: &Error,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let Some(proxy_error) = ProxyError::from_pingora(error) else {
+        let proxy_error = match error.etype() {
+            ErrorType::HTTPStatus(503) => Some(ProxyError::Unavailable {
+                retry_after: ctx.retry_after,
+            }),
+            _ => ProxyError::from_pingora(error),
+        };
+        let Some(proxy_error) = proxy_error else {
             return FailToProxy {
                 error_code: 0,
                 can_reuse_downstream: false,
@@ -187,16 +370,23 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        // Release the instance (in-flight count, unsettled probe).
+        ctx.attempt = None;
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let request = session.req_header();
+        let route = ctx.route.as_ref().map_or("-", |r| r.prefix.as_str());
+        let latency = ctx.started.elapsed().as_secs_f64();
+        self.metrics
+            .request(route, request.method.as_str(), status, latency);
         tracing::info!(
             target: "access",
             method = %request.method,
             path = %request.uri.path(),
-            route = ctx.route.as_ref().map_or("-", |r| r.prefix.as_str()),
+            route,
             status,
-            latency_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
-            upstream = ctx.instance.as_ref().map(|i| i.url.to_string()).unwrap_or_default(),
+            latency_ms = latency * 1000.0,
+            upstream = ctx.last_instance.as_deref().unwrap_or("-"),
+            retries = ctx.attempts.saturating_sub(1),
             error = error.map(|e| e.to_string()).unwrap_or_default(),
             "request"
         );

@@ -1,14 +1,41 @@
-//! Builds the Pingora server from a validated [`Config`] and runs it until a shutdown signal.
-//! Tests call [`run`] on a thread with their own shutdown future, on port 0 configs.
+//! Builds the Pingora server from a validated [`Config`] and runs it until a shutdown signal:
+//! the proxy service, plus discovery and health checks as background services.
+//! Tests call [`build`] and run the server on a thread with their own shutdown signal.
+
+use std::sync::Arc;
 
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
+use pingora::services::background::background_service;
 
 use crate::config::Config;
+use crate::discovery::DiscoveryService;
+use crate::health::HealthService;
+use crate::metrics::Metrics;
+use crate::pool::ServicePool;
 use crate::proxy::EdgeProxy;
+use crate::registry::{DynamoRegistry, RegistrySource};
 
-/// A ready-to-run server with the proxy service listening on `config.listen`.
-pub fn build(config: &Config) -> Result<Server, String> {
+/// What a running proxy exposes to its admin listener and to tests.
+#[derive(Clone)]
+pub struct ProxyHandle {
+    pub metrics: Arc<Metrics>,
+    pub pools: Vec<Arc<ServicePool>>,
+}
+
+impl ProxyHandle {
+    /// The pool of a service.
+    pub fn pool(&self, service: &str) -> Option<&Arc<ServicePool>> {
+        self.pools.iter().find(|p| p.config.name == service)
+    }
+}
+
+/// A ready-to-run server: the proxy on `config.listen`, discovery, health checks.
+/// `registry` overrides the registry source (tests); otherwise the configured table is used.
+pub fn build(
+    config: &Config,
+    registry: Option<Arc<dyn RegistrySource>>,
+) -> Result<(Server, ProxyHandle), String> {
     let conf = ServerConf {
         threads: config.threads,
         grace_period_seconds: Some(config.grace_period_seconds),
@@ -17,16 +44,43 @@ pub fn build(config: &Config) -> Result<Server, String> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let proxy = EdgeProxy::new(config)?;
+    let metrics = Arc::new(Metrics::new());
+    let proxy = EdgeProxy::new(config, Arc::clone(&metrics));
+    let pools = proxy.pools();
+
+    let registry = match (registry, &config.registry) {
+        (Some(registry), _) => Some(registry),
+        (None, Some(registry_config)) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("runtime: {e}"))?;
+            let registry =
+                runtime.block_on(DynamoRegistry::from_env(registry_config.table.clone()));
+            Some(Arc::new(registry) as Arc<dyn RegistrySource>)
+        }
+        (None, None) => None,
+    };
+    let interval = config
+        .registry
+        .as_ref()
+        .map_or(std::time::Duration::from_secs(5), |r| r.poll_interval);
+    let discovery = DiscoveryService::new(pools.clone(), registry, interval, Arc::clone(&metrics));
+    server.add_service(background_service("discovery", discovery));
+    server.add_service(background_service(
+        "health checks",
+        HealthService::new(pools.clone(), Arc::clone(&metrics)),
+    ));
+
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
     service.add_tcp(&config.listen.to_string());
     server.add_service(service);
-    Ok(server)
+    Ok((server, ProxyHandle { metrics, pools }))
 }
 
 /// Runs until `run_args.shutdown_signal` fires (SIGTERM/SIGINT by default).
 pub fn run(config: &Config, run_args: RunArgs) -> Result<(), String> {
-    let server = build(config)?;
+    let (server, _handle) = build(config, None)?;
     server.run(run_args);
     Ok(())
 }

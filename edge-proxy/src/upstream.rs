@@ -5,12 +5,6 @@
 //! URLs (`https://abc.lambda-url.eu-west-1.on.aws`).
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-
-use pingora::upstreams::peer::HttpPeer;
-
-use crate::config::ServiceConfig;
 
 /// A parsed instance base URL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -88,62 +82,6 @@ impl std::fmt::Display for UpstreamUrl {
     }
 }
 
-/// One reachable instance of a service.
-#[derive(Debug)]
-pub struct Instance {
-    pub url: UpstreamUrl,
-    pub addr: SocketAddr,
-}
-
-impl Instance {
-    /// A peer for this instance with the service's timeouts.
-    pub fn peer(&self, service: &ServiceConfig) -> HttpPeer {
-        let mut peer = HttpPeer::new(self.addr, self.url.tls, self.url.host.clone());
-        peer.options.connection_timeout = Some(service.connect_timeout);
-        peer.options.total_connection_timeout = Some(service.connect_timeout);
-        peer.options.read_timeout = Some(service.read_timeout);
-        peer.options.write_timeout = Some(service.read_timeout);
-        peer
-    }
-}
-
-/// A service's instances and how the next one is chosen.
-#[derive(Debug)]
-pub struct ServicePool {
-    pub config: Arc<ServiceConfig>,
-    instances: Vec<Arc<Instance>>,
-    next: AtomicUsize,
-}
-
-impl ServicePool {
-    pub fn new(config: Arc<ServiceConfig>) -> Result<ServicePool, String> {
-        let instances = config
-            .instances
-            .iter()
-            .map(|url| {
-                Ok(Arc::new(Instance {
-                    url: url.clone(),
-                    addr: url.resolve()?,
-                }))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        Ok(ServicePool {
-            config,
-            instances,
-            next: AtomicUsize::new(0),
-        })
-    }
-
-    /// The next instance in round-robin order, or `None` if the service has none.
-    pub fn select(&self) -> Option<Arc<Instance>> {
-        if self.instances.is_empty() {
-            return None;
-        }
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.instances.len();
-        Some(Arc::clone(&self.instances[index]))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,21 +113,5 @@ mod tests {
         ] {
             assert!(UpstreamUrl::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn round_robin_cycles() {
-        let config = Arc::new(ServiceConfig {
-            name: "s".into(),
-            instances: vec![
-                UpstreamUrl::parse("http://127.0.0.1:1").unwrap(),
-                UpstreamUrl::parse("http://127.0.0.1:2").unwrap(),
-            ],
-            connect_timeout: std::time::Duration::from_secs(1),
-            read_timeout: std::time::Duration::from_secs(1),
-        });
-        let pool = ServicePool::new(config).unwrap();
-        let ports: Vec<u16> = (0..4).map(|_| pool.select().unwrap().addr.port()).collect();
-        assert_eq!(ports, [1, 2, 1, 2]);
     }
 }

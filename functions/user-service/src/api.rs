@@ -42,6 +42,10 @@ impl App {
         let segments: Vec<&str> = path.split('/').skip(1).collect();
         let method = request.method().clone();
         match segments.as_slice() {
+            ["health"] => match method {
+                Method::GET => Ok(service_core::http::health()),
+                _ => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+            },
             ["users"] => match method {
                 Method::GET => self.list(&request).await,
                 Method::POST => self.create(&request).await,

@@ -60,6 +60,14 @@ async fn a_real_function_url_event_is_served() {
 }
 
 #[tokio::test]
+async fn health_answers_without_the_store() {
+    let (app, _) = app();
+    let response = app.handle(request(Method::GET, "/health", None, &[])).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(json_of(&response)["status"], "ok");
+}
+
+#[tokio::test]
 async fn email_is_unique_case_insensitively() {
     let (app, store) = app();
     assert_eq!(create(&app, "Ada", "ada@example.com").await.status(), 201);

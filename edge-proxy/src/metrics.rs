@@ -1,0 +1,196 @@
+//! The proxy's Prometheus metrics, owned by one struct (no global registry) and rendered in the
+//! text format by the admin listener.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_seconds: HistogramVec,
+    upstream_seconds: HistogramVec,
+    retries: IntCounterVec,
+    rate_limited: IntCounterVec,
+    auth_rejected: IntCounterVec,
+    breaker_state: IntGaugeVec,
+    instance_healthy: IntGaugeVec,
+    discovery_refreshes: IntCounterVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+            registry
+                .register(Box::new(metric.clone()))
+                .unwrap_or_else(|e| unreachable!("register {name}: {e}"));
+            metric
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntGaugeVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+            registry
+                .register(Box::new(metric.clone()))
+                .unwrap_or_else(|e| unreachable!("register {name}: {e}"));
+            metric
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+            let metric = HistogramVec::new(opts, labels)
+                .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+            registry
+                .register(Box::new(metric.clone()))
+                .unwrap_or_else(|e| unreachable!("register {name}: {e}"));
+            metric
+        };
+        Metrics {
+            requests: counter(
+                "edge_requests_total",
+                "Requests answered, by route, method and status class.",
+                &["route", "method", "status"],
+            ),
+            request_seconds: histogram(
+                "edge_request_duration_seconds",
+                "Time from request to response end, by route.",
+                &["route"],
+            ),
+            upstream_seconds: histogram(
+                "edge_upstream_duration_seconds",
+                "Time spent on the upstream, by service.",
+                &["service"],
+            ),
+            retries: counter(
+                "edge_retries_total",
+                "Retries on another instance, by service.",
+                &["service"],
+            ),
+            rate_limited: counter(
+                "edge_rate_limited_total",
+                "Requests refused with 429, by route.",
+                &["route"],
+            ),
+            auth_rejected: counter(
+                "edge_auth_rejected_total",
+                "Requests refused by authentication or authorization.",
+                &["route", "status"],
+            ),
+            breaker_state: gauge(
+                "edge_circuit_breaker_state",
+                "Breaker per instance: 0 closed, 1 open, 2 half-open.",
+                &["service", "instance"],
+            ),
+            instance_healthy: gauge(
+                "edge_instance_healthy",
+                "Active health per instance: 1 healthy, 0 not.",
+                &["service", "instance"],
+            ),
+            discovery_refreshes: counter(
+                "edge_discovery_refresh_total",
+                "Registry reads, by service and outcome.",
+                &["service", "outcome"],
+            ),
+            registry,
+        }
+    }
+
+    pub fn request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "none",
+        };
+        self.requests
+            .with_label_values(&[route, method, class])
+            .inc();
+        self.request_seconds
+            .with_label_values(&[route])
+            .observe(seconds);
+    }
+
+    pub fn upstream(&self, service: &str, seconds: f64) {
+        self.upstream_seconds
+            .with_label_values(&[service])
+            .observe(seconds);
+    }
+
+    pub fn retry(&self, service: &str) {
+        self.retries.with_label_values(&[service]).inc();
+    }
+
+    pub fn rate_limited(&self, route: &str) {
+        self.rate_limited.with_label_values(&[route]).inc();
+    }
+
+    pub fn auth_rejected(&self, route: &str, status: u16) {
+        self.auth_rejected
+            .with_label_values(&[route, &status.to_string()])
+            .inc();
+    }
+
+    pub fn breaker(&self, service: &str, instance: &str, state: i64) {
+        self.breaker_state
+            .with_label_values(&[service, instance])
+            .set(state);
+    }
+
+    pub fn instance_health(&self, service: &str, instance: &str, healthy: bool) {
+        self.instance_healthy
+            .with_label_values(&[service, instance])
+            .set(i64::from(healthy));
+    }
+
+    pub fn discovery_refresh(&self, service: &str, ok: bool) {
+        self.discovery_refreshes
+            .with_label_values(&[service, if ok { "success" } else { "failure" }])
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::error!(%error, "could not encode metrics");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let metrics = Metrics::new();
+        metrics.request("/api/users", "GET", 201, 0.01);
+        metrics.request("/api/users", "GET", 404, 0.01);
+        metrics.retry("users");
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                "edge_requests_total{method=\"GET\",route=\"/api/users\",status=\"2xx\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text
+            .contains("edge_requests_total{method=\"GET\",route=\"/api/users\",status=\"4xx\"} 1"));
+        assert!(text.contains("edge_retries_total{service=\"users\"} 1"));
+        assert!(text.contains("# TYPE edge_request_duration_seconds histogram"));
+    }
+}

@@ -1,0 +1,313 @@
+//! Discovery, balancing, health, circuit breaking, retries and timeouts, end to end through an
+//! in-process proxy in front of stub upstreams.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edge_proxy::breaker::BreakerState;
+use edge_proxy::registry::{epoch_now, MemoryRegistry, Registration, RegistrySource};
+use support::{client, eventually, start_proxy, Behaviour, Stub};
+
+fn config(instances: &[String], extra: &str) -> String {
+    let list = instances
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:{{port}}"
+        threads = 1
+        grace-period-seconds = 0
+        graceful-shutdown-timeout-seconds = 1
+
+        [services.svc]
+        instances = [{list}]
+        read-timeout-ms = 2000
+        {extra}
+
+        [services.svc.health-check]
+        enabled = false
+
+        [services.svc.circuit-breaker]
+        consecutive-failures = 3
+        failure-rate = 0.9
+        window = 20
+        minimum-calls = 20
+        open-ms = 1000
+        max-open-ms = 2000
+        half-open-probes = 1
+
+        [[routes]]
+        prefix = "/api"
+        service = "svc"
+        strip-prefix = "/api"
+        "#
+    )
+}
+
+async fn get(base: &str, path: &str) -> (u16, String) {
+    let response = client().get(format!("{base}{path}")).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+fn breaker_of(proxy: &support::RunningProxy, port: u16) -> BreakerState {
+    let pool = proxy.handle.pool("svc").unwrap();
+    let instances = pool.instances();
+    let instance = instances.iter().find(|i| i.addr.port() == port).unwrap();
+    instance.breaker.state(Instant::now())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_is_routed_around_and_comes_back() {
+    let a = Stub::start("a", Behaviour::Ok).await;
+    let b = Stub::start("b", Behaviour::Ok).await;
+    let proxy = start_proxy(&config(&[a.url(), b.url()], ""), None).await;
+
+    for _ in 0..10 {
+        assert_eq!(get(&proxy.base, "/api/x").await.0, 200);
+    }
+    assert!(a.count() > 0 && b.count() > 0, "both instances get traffic");
+    assert_eq!(a.count() + b.count(), 10);
+
+    b.stop();
+    let retries = |proxy: &support::RunningProxy| {
+        let text = proxy.handle.metrics.render();
+        text.lines()
+            .find_map(|l| l.strip_prefix("edge_retries_total{service=\"svc\"} "))
+            .map_or(0, |v| v.parse::<u64>().unwrap())
+    };
+    let mut retries_when_opened = None;
+    for i in 0..20 {
+        let (status, body) = get(&proxy.base, "/api/x").await;
+        assert_eq!(status, 200, "request {i} after the kill: {body}");
+        if retries_when_opened.is_none() && breaker_of(&proxy, b.port) == BreakerState::Open {
+            retries_when_opened = Some(retries(&proxy));
+        }
+    }
+    // Each of b's failures was retried on a; the third opened the breaker.
+    assert_eq!(
+        retries_when_opened,
+        Some(3),
+        "b's breaker opens at its threshold of three failures"
+    );
+
+    b.restart().await;
+    // After open-ms the next request to b is a probe; its success closes the breaker.
+    assert!(
+        eventually(Duration::from_secs(5), || breaker_of(&proxy, b.port)
+            == BreakerState::HalfOpen)
+        .await,
+        "open turns half-open after open-ms"
+    );
+    let before = b.count();
+    for _ in 0..10 {
+        assert_eq!(get(&proxy.base, "/api/x").await.0, 200);
+    }
+    assert_eq!(breaker_of(&proxy, b.port), BreakerState::Closed);
+    assert!(b.count() > before, "b gets traffic again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_instances_failing_gives_503_with_retry_after_and_no_connections() {
+    let a = Stub::start("a", Behaviour::Status(503)).await;
+    let proxy = start_proxy(&config(&[a.url()], ""), None).await;
+    for _ in 0..3 {
+        // The upstream's own 503 is passed through while the breaker counts it.
+        assert_eq!(get(&proxy.base, "/api/x").await.0, 503);
+    }
+    assert_eq!(a.count(), 3);
+    for _ in 0..5 {
+        let response = client()
+            .get(format!("{}/api/x", proxy.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 503);
+        let retry_after: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(retry_after >= 1);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "upstream_unavailable");
+    }
+    assert_eq!(
+        a.count(),
+        3,
+        "no request reached the upstream while the breaker was open"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retryable_statuses_are_retried_once_on_another_instance_for_gets_only() {
+    let bad = Stub::start("bad", Behaviour::Status(502)).await;
+    let good = Stub::start("good", Behaviour::Ok).await;
+    let proxy = start_proxy(&config(&[bad.url(), good.url()], ""), None).await;
+    // GETs that land on `bad` first are retried on `good`.
+    for _ in 0..2 {
+        let (status, body) = get(&proxy.base, "/api/x").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"good\""));
+    }
+    // A POST that reached `bad` is not replayed: the client sees bad's 502.
+    let mut saw_passthrough = false;
+    for _ in 0..2 {
+        let response = client()
+            .post(format!("{}/api/x", proxy.base))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        if status == 502 {
+            assert!(
+                body.contains("\"bad\""),
+                "the upstream's own answer, not a retry: {body}"
+            );
+            saw_passthrough = true;
+        }
+    }
+    assert!(
+        saw_passthrough,
+        "round robin sent one of two POSTs to `bad`"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_is_retried_when_it_was_never_sent() {
+    let down = Stub::start("down", Behaviour::Ok).await;
+    down.stop();
+    let up = Stub::start("up", Behaviour::Ok).await;
+    let proxy = start_proxy(&config(&[down.url(), up.url()], ""), None).await;
+    for _ in 0..2 {
+        let response = client()
+            .post(format!("{}/api/x", proxy.base))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            200,
+            "connect failure: the POST goes to the other instance"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upstream_is_a_504() {
+    let slow = Stub::start("slow", Behaviour::Delay(Duration::from_secs(5))).await;
+    let text = config(&[slow.url()], "").replace("read-timeout-ms = 2000", "read-timeout-ms = 300");
+    let proxy = start_proxy(&text, None).await;
+    let response = client()
+        .get(format!("{}/api/x", proxy.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 504);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream_timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_instances_join_and_leave_within_a_poll_interval() {
+    let fixed = Stub::start("fixed", Behaviour::Ok).await;
+    let joiner = Stub::start("joiner", Behaviour::Ok).await;
+    let registry = Arc::new(MemoryRegistry::default());
+    let text = format!(
+        "[registry]\ntable = \"RegistryTable\"\npoll-interval-ms = 200\n{}",
+        config(
+            &[fixed.url()],
+            "registry = true\nbalancer = \"least-in-flight\""
+        )
+    );
+    let proxy = start_proxy(&text, Some(registry.clone() as Arc<dyn RegistrySource>)).await;
+    let in_pool = |proxy: &support::RunningProxy, port: u16| {
+        proxy
+            .handle
+            .pool("svc")
+            .unwrap()
+            .instances()
+            .iter()
+            .any(|i| i.addr.port() == port)
+    };
+
+    registry.put(Registration {
+        service: "svc".into(),
+        url: joiner.url(),
+        weight: 1,
+        expires_at: epoch_now() + 60,
+    });
+    assert!(
+        eventually(Duration::from_secs(3), || in_pool(&proxy, joiner.port)).await,
+        "registered instance joins"
+    );
+    for _ in 0..20 {
+        assert_eq!(get(&proxy.base, "/api/x").await.0, 200);
+    }
+    assert!(joiner.count() > 0, "and gets traffic");
+
+    // An outage keeps the last good set.
+    registry.set_down(true);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        in_pool(&proxy, joiner.port),
+        "registry outage keeps the instance"
+    );
+    registry.set_down(false);
+
+    registry.put(Registration {
+        service: "svc".into(),
+        url: joiner.url(),
+        weight: 1,
+        expires_at: epoch_now() - 1,
+    });
+    assert!(
+        eventually(Duration::from_secs(3), || !in_pool(&proxy, joiner.port)).await,
+        "expired instance leaves"
+    );
+    let before = joiner.count();
+    for _ in 0..10 {
+        assert_eq!(get(&proxy.base, "/api/x").await.0, 200);
+    }
+    assert_eq!(joiner.count(), before, "and gets no more traffic");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_take_an_instance_out_and_back() {
+    let a = Stub::start("a", Behaviour::Ok).await;
+    let b = Stub::start("b", Behaviour::Ok).await;
+    let text = config(&[a.url(), b.url()], "").replace(
+        "[services.svc.health-check]\n        enabled = false",
+        "[services.svc.health-check]\n        interval-ms = 100\n        healthy-threshold = 2\n        unhealthy-threshold = 2",
+    );
+    let proxy = start_proxy(&text, None).await;
+    let healthy = |proxy: &support::RunningProxy, port: u16| {
+        proxy
+            .handle
+            .pool("svc")
+            .unwrap()
+            .instances()
+            .iter()
+            .find(|i| i.addr.port() == port)
+            .unwrap()
+            .is_healthy()
+    };
+    b.stop();
+    assert!(
+        eventually(Duration::from_secs(3), || !healthy(&proxy, b.port)).await,
+        "b fails its checks"
+    );
+    b.restart().await;
+    assert!(
+        eventually(Duration::from_secs(3), || healthy(&proxy, b.port)).await,
+        "b passes again"
+    );
+}

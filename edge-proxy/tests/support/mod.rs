@@ -1,0 +1,247 @@
+//! Test harness: tiny keep-alive HTTP stub upstreams on port 0, and the proxy run in-process
+//! on a thread with its own shutdown signal (never `run_forever`).
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use edge_proxy::config::Config;
+use edge_proxy::registry::RegistrySource;
+use edge_proxy::server::{build, ProxyHandle};
+use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// How a stub answers non-health requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    Ok,
+    Status(u16),
+    Delay(Duration),
+}
+
+/// A stub upstream that can be stopped (port closed) and started again on the same port.
+pub struct Stub {
+    pub name: &'static str,
+    pub port: u16,
+    pub requests: Arc<AtomicUsize>,
+    behaviour: Arc<Mutex<Behaviour>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Stub {
+    pub async fn start(name: &'static str, behaviour: Behaviour) -> Arc<Stub> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stub = Arc::new(Stub {
+            name,
+            port,
+            requests: Arc::new(AtomicUsize::new(0)),
+            behaviour: Arc::new(Mutex::new(behaviour)),
+            task: Mutex::new(None),
+        });
+        stub.serve(listener);
+        stub
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let (name, requests, behaviour) = (
+            self.name,
+            Arc::clone(&self.requests),
+            Arc::clone(&self.behaviour),
+        );
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                connections.spawn(handle(
+                    stream,
+                    name,
+                    Arc::clone(&requests),
+                    Arc::clone(&behaviour),
+                ));
+            }
+        });
+        *self.task.lock().unwrap() = Some(task);
+    }
+
+    /// Closes the port and every open connection.
+    pub fn stop(&self) {
+        if let Some(task) = self.task.lock().unwrap().take() {
+            task.abort();
+        }
+    }
+
+    /// Listens on the same port again.
+    pub async fn restart(&self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        self.serve(listener);
+    }
+
+    pub fn set(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().unwrap() = behaviour;
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/svc", self.port)
+    }
+}
+
+async fn handle(
+    mut stream: TcpStream,
+    name: &'static str,
+    requests: Arc<AtomicUsize>,
+    behaviour: Arc<Mutex<Behaviour>>,
+) {
+    let mut buffer = Vec::new();
+    loop {
+        // Read one request head (and skip its body).
+        let head_end = loop {
+            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buffer[..head_end]).to_string();
+        let content_length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap_or(0))
+            })
+            .unwrap_or(0);
+        while buffer.len() < head_end + content_length {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buffer.drain(..head_end + content_length);
+        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let status = if path.ends_with("/health") {
+            200
+        } else {
+            requests.fetch_add(1, Ordering::SeqCst);
+            let current = *behaviour.lock().unwrap();
+            match current {
+                Behaviour::Ok => 200,
+                Behaviour::Status(status) => status,
+                Behaviour::Delay(delay) => {
+                    tokio::time::sleep(delay).await;
+                    200
+                }
+            }
+        };
+        let body = format!(r#"{{"instance":"{name}","path":"{path}"}}"#);
+        let response = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+struct TestSignal(Mutex<Option<tokio::sync::oneshot::Receiver<()>>>);
+
+#[async_trait]
+impl ShutdownSignalWatch for TestSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        let receiver = self.0.lock().unwrap().take();
+        if let Some(receiver) = receiver {
+            let _ = receiver.await;
+        }
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// A proxy running on a thread; stopped when dropped.
+pub struct RunningProxy {
+    pub base: String,
+    pub handle: ProxyHandle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the proxy from config text in which `{port}` is replaced by a free port.
+pub async fn start_proxy(
+    config_text: &str,
+    registry: Option<Arc<dyn RegistrySource>>,
+) -> RunningProxy {
+    let port = free_port();
+    let config = Config::parse(&config_text.replace("{port}", &port.to_string())).unwrap();
+    let (server, handle) = build(&config, registry).unwrap();
+    let (stop, receiver) = tokio::sync::oneshot::channel();
+    let thread = std::thread::spawn(move || {
+        server.run(RunArgs {
+            shutdown_signal: Box::new(TestSignal(Mutex::new(Some(receiver)))),
+        });
+    });
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    RunningProxy {
+        base: format!("http://127.0.0.1:{port}"),
+        handle,
+        stop: Some(stop),
+        thread: Some(thread),
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// Polls `condition` every 50 ms for up to `limit`; returns whether it became true.
+pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    condition()
+}
