@@ -1,7 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make dev    run the whole stack locally (DynamoDB endpoint, tables, functions, proxy on :8080)
 #   make test   run every check and test (what CI runs)
-.PHONY: dev test setup stack-up stack-down fmt lint build-aws
+.PHONY: dev test setup stack-up stack-down fmt lint instances
 
 dev:
 	scripts/dev.sh
@@ -26,3 +26,8 @@ fmt:
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# What the discovery registry of the running `make dev` stack holds.
+instances:
+	@set -a; eval "$$(scripts/stack.sh env dev)"; set +a; \
+	AWS_EC2_METADATA_DISABLED=true target/debug/edge-proxy --log-format text registry list --table RegistryTable

@@ -21,16 +21,19 @@ PROXY_LOG_FORMAT=${PROXY_LOG_FORMAT:-text} scripts/stack.sh start dev
 
 cat <<'TRY'
 
-The stack is up. Try:
+The stack is up. Try (the development API key is lambda-edge-dev-key):
 
-  curl -s -X POST localhost:8080/api/users -H 'content-type: application/json' \
-       -d '{"name":"Ada Lovelace","email":"ada@example.com"}'
-  curl -s localhost:8080/api/users
-  curl -s -X POST localhost:8080/api/products -H 'content-type: application/json' \
+  curl -s -X POST localhost:8080/api/users -H 'x-api-key: lambda-edge-dev-key' \
+       -H 'content-type: application/json' -d '{"name":"Ada Lovelace","email":"ada@example.com"}'
+  curl -s localhost:8080/api/users -H 'x-api-key: lambda-edge-dev-key'
+  curl -s -X POST localhost:8080/api/products -H 'x-api-key: lambda-edge-dev-key' \
+       -H 'content-type: application/json' \
        -d '{"sku":"LAMP-1","name":"Desk lamp","price_cents":1999,"currency":"EUR","stock":5}'
-  curl -s localhost:8080/api/products
+  TOKEN=$(target/debug/edge-proxy token --config edge-proxy/config/dev.toml --sub alice --scopes "users products")
+  curl -s localhost:8080/api/products -H "authorization: Bearer $TOKEN"
+  make instances                                               # the discovery registry
 
-Logs: .stack/dev/{proxy,functions,dynamodb}.log    Stop: Ctrl-C
+Logs: .stack/dev/{proxy,functions,functions2,dynamodb}.log    Stop: Ctrl-C
 TRY
 
 # Follow the proxy's access log until interrupted.

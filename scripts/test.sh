@@ -36,6 +36,7 @@ trap 'scripts/stack.sh stop test' EXIT
 scripts/stack.sh start test
 set -a
 eval "$(scripts/stack.sh env test)"
+E2E_JWT=$(./target/debug/edge-proxy token --config edge-proxy/config/dev.toml --sub e2e-jwt --scopes "users products" --ttl-seconds 3600)
 set +a
 cargo test -p e2e --no-fail-fast -- --test-threads 4
 

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::{ApiKey, AuthMode, JwtSettings};
 use crate::breaker::BreakerConfig;
+use crate::ratelimit::RatePolicy;
 use crate::upstream::UpstreamUrl;
 
 /// A configuration problem, naming the field (`routes[1].service`, `server.listen`, ...).
@@ -49,6 +51,103 @@ pub struct FileConfig {
     /// Discovery registry table, for services with `registry = true`.
     #[serde(default)]
     pub registry: Option<RegistrySection>,
+    /// API keys and JWT verification.
+    #[serde(default)]
+    pub auth: AuthSection,
+    /// The default rate limit per consumer (or client IP on public routes); routes may override.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthSection {
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeySection>,
+    #[serde(default)]
+    pub jwt: Option<JwtSection>,
+    /// Forward the client's `Authorization` / `x-api-key` to the functions (off by default).
+    #[serde(default)]
+    pub forward_credentials: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ApiKeySection {
+    /// Who the key belongs to; forwarded as `x-consumer-id`.
+    pub consumer: String,
+    /// Hex SHA-256 of the key (`printf %s KEY | sha256sum`); the key itself is never stored.
+    pub key_sha256: String,
+    /// Scopes the key grants.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct JwtSection {
+    /// HS256 secret (at least 32 bytes). Prefer `hs256-secret-env` outside development.
+    #[serde(default)]
+    pub hs256_secret: Option<String>,
+    /// Name of an environment variable holding the HS256 secret.
+    #[serde(default)]
+    pub hs256_secret_env: Option<String>,
+    /// JWKS file with RS256 / ES256 public keys.
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    /// JWKS URL, fetched at start and every `jwks-refresh-seconds`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    #[serde(default = "default_jwks_refresh_seconds")]
+    pub jwks_refresh_seconds: u64,
+    /// Required `iss`, if set.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Required `aud`, if set.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Clock skew allowed on `exp` / `nbf`, in seconds.
+    #[serde(default = "default_leeway_seconds")]
+    pub leeway_seconds: u64,
+    /// Longest token accepted, in bytes.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+}
+
+fn default_jwks_refresh_seconds() -> u64 {
+    300
+}
+
+fn default_leeway_seconds() -> u64 {
+    30
+}
+
+fn default_max_token_bytes() -> usize {
+    8192
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RateLimitSection {
+    /// Sustained rate per key.
+    pub requests_per_second: f64,
+    /// Requests allowed at once.
+    pub burst: u32,
+    /// Limiter cells (8 bytes each); bounds memory whatever the number of clients.
+    #[serde(default = "default_rate_limit_cells")]
+    pub cells: usize,
+}
+
+fn default_rate_limit_cells() -> usize {
+    1 << 20
+}
+
+/// A route's own limit, replacing the default one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RouteRateLimitSection {
+    pub requests_per_second: f64,
+    pub burst: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,6 +345,15 @@ pub struct RouteSection {
     /// function as `/users/1`).
     #[serde(default)]
     pub strip_prefix: Option<String>,
+    /// `public`, `api-key`, `jwt` or `any` (an API key or a JWT).
+    #[serde(default)]
+    pub auth: AuthMode,
+    /// Scopes a caller must hold (all of them).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// This route's own rate limit (keyed per consumer and route).
+    #[serde(default)]
+    pub rate_limit: Option<RouteRateLimitSection>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -262,6 +370,8 @@ pub struct Config {
     pub services: HashMap<String, Arc<ServiceConfig>>,
     pub routes: Vec<Route>,
     pub registry: Option<RegistryConfig>,
+    pub auth: AuthConfig,
+    pub rate_limit_cells: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -307,6 +417,21 @@ pub struct Route {
     pub prefix: String,
     pub service: String,
     pub strip_prefix: String,
+    pub auth: AuthMode,
+    pub scopes: Vec<String>,
+    /// The limit that applies (the route's own, else the default), if any.
+    pub rate_limit: Option<Arc<RatePolicy>>,
+}
+
+/// Authentication settings, validated.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    pub api_keys: Vec<ApiKey>,
+    pub jwt: JwtSettings,
+    pub jwks_file: Option<String>,
+    pub jwks_url: Option<String>,
+    pub jwks_refresh: Duration,
+    pub forward_credentials: bool,
 }
 
 impl Config {
@@ -388,6 +513,24 @@ impl FileConfig {
             services.insert(name, Arc::new(service));
         }
 
+        let auth = validate_auth(self.auth)?;
+        let default_limit = match &self.rate_limit {
+            None => None,
+            Some(section) => Some(Arc::new(rate_policy(
+                "rate-limit",
+                "default",
+                section.requests_per_second,
+                section.burst,
+            )?)),
+        };
+        let rate_limit_cells = self.rate_limit.as_ref().map_or(1 << 20, |s| s.cells);
+        if !(1..=(1 << 26)).contains(&rate_limit_cells) {
+            return Err(ConfigError::new(
+                "rate-limit.cells",
+                "must be from 1 to 67108864",
+            ));
+        }
+
         if self.routes.is_empty() {
             return Err(ConfigError::new(
                 "routes",
@@ -423,10 +566,49 @@ impl FileConfig {
                     "is already routed",
                 ));
             }
+            let jwt_configured = auth.jwt.hs256_secret.is_some()
+                || auth.jwks_file.is_some()
+                || auth.jwks_url.is_some();
+            if route.auth == AuthMode::Jwt && !jwt_configured {
+                return Err(ConfigError::new(
+                    format!("{field}.auth"),
+                    "jwt needs [auth.jwt] with a secret or a JWKS",
+                ));
+            }
+            if route.auth == AuthMode::Any && !jwt_configured && auth.api_keys.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{field}.auth"),
+                    "any needs API keys or [auth.jwt]",
+                ));
+            }
+            if route.auth == AuthMode::ApiKey && auth.api_keys.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{field}.auth"),
+                    "api-key needs at least one [[auth.api-keys]]",
+                ));
+            }
+            if route.auth == AuthMode::Public && !route.scopes.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{field}.scopes"),
+                    "a public route cannot require scopes",
+                ));
+            }
+            let rate_limit = match route.rate_limit {
+                Some(limit) => Some(Arc::new(rate_policy(
+                    &format!("{field}.rate-limit"),
+                    &prefix,
+                    limit.requests_per_second,
+                    limit.burst,
+                )?)),
+                None => default_limit.clone(),
+            };
             routes.push(Route {
                 prefix,
                 service: route.service,
                 strip_prefix,
+                auth: route.auth,
+                scopes: route.scopes,
+                rate_limit,
             });
         }
 
@@ -439,8 +621,126 @@ impl FileConfig {
             services,
             routes,
             registry,
+            auth,
+            rate_limit_cells,
         })
     }
+}
+
+fn rate_policy(field: &str, name: &str, rate: f64, burst: u32) -> Result<RatePolicy, ConfigError> {
+    if !(rate > 0.0 && rate <= 1_000_000.0) {
+        return Err(ConfigError::new(
+            format!("{field}.requests-per-second"),
+            "must be above 0 and at most 1000000",
+        ));
+    }
+    if burst == 0 || burst > 1_000_000 {
+        return Err(ConfigError::new(
+            format!("{field}.burst"),
+            "must be from 1 to 1000000",
+        ));
+    }
+    Ok(RatePolicy {
+        name: name.to_string(),
+        rate_per_second: rate,
+        burst,
+    })
+}
+
+fn validate_auth(section: AuthSection) -> Result<AuthConfig, ConfigError> {
+    let mut api_keys = Vec::new();
+    for (i, key) in section.api_keys.into_iter().enumerate() {
+        let field = format!("auth.api-keys[{i}]");
+        if key.consumer.trim().is_empty()
+            || key.consumer.len() > 128
+            || !key.consumer.chars().all(|c| c.is_ascii_graphic())
+        {
+            return Err(ConfigError::new(
+                format!("{field}.consumer"),
+                "must be 1 to 128 printable ASCII characters",
+            ));
+        }
+        let bytes = hex::decode(&key.key_sha256).ok().filter(|b| b.len() == 32);
+        let Some(bytes) = bytes else {
+            return Err(ConfigError::new(
+                format!("{field}.key-sha256"),
+                "must be 64 hex characters (a SHA-256)",
+            ));
+        };
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(&bytes);
+        if api_keys.iter().any(|k: &ApiKey| k.sha256 == sha256) {
+            return Err(ConfigError::new(
+                format!("{field}.key-sha256"),
+                "duplicates another key",
+            ));
+        }
+        api_keys.push(ApiKey {
+            consumer: key.consumer,
+            sha256,
+            scopes: key.scopes,
+        });
+    }
+    let mut config = AuthConfig {
+        api_keys,
+        forward_credentials: section.forward_credentials,
+        ..AuthConfig::default()
+    };
+    if let Some(jwt) = section.jwt {
+        let secret = match (jwt.hs256_secret, jwt.hs256_secret_env) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "auth.jwt.hs256-secret-env",
+                    "set either hs256-secret or hs256-secret-env",
+                ));
+            }
+            (Some(secret), None) => Some(secret),
+            (None, Some(var)) => Some(std::env::var(&var).map_err(|_| {
+                ConfigError::new(
+                    "auth.jwt.hs256-secret-env",
+                    format!("environment variable {var} is not set"),
+                )
+            })?),
+            (None, None) => None,
+        };
+        if secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(ConfigError::new(
+                "auth.jwt.hs256-secret",
+                "must be at least 32 bytes",
+            ));
+        }
+        if let Some(url) = &jwt.jwks_url {
+            UpstreamUrl::parse(url).map_err(|e| ConfigError::new("auth.jwt.jwks-url", e))?;
+        }
+        if jwt.leeway_seconds > 300 {
+            return Err(ConfigError::new(
+                "auth.jwt.leeway-seconds",
+                "must be at most 300",
+            ));
+        }
+        if !(256..=65_536).contains(&jwt.max_token_bytes) {
+            return Err(ConfigError::new(
+                "auth.jwt.max-token-bytes",
+                "must be from 256 to 65536",
+            ));
+        }
+        config.jwt = JwtSettings {
+            hs256_secret: secret.map(String::into_bytes),
+            issuer: jwt.issuer,
+            audience: jwt.audience,
+            leeway_seconds: jwt.leeway_seconds,
+            max_token_bytes: jwt.max_token_bytes,
+        };
+        config.jwks_file = jwt.jwks_file;
+        config.jwks_url = jwt.jwks_url;
+        config.jwks_refresh = ms_in_range(
+            "auth.jwt.jwks-refresh-seconds",
+            jwt.jwks_refresh_seconds.saturating_mul(1000),
+            1000,
+            86_400_000,
+        )?;
+    }
+    Ok(config)
 }
 
 fn ms_in_range(field: &str, value: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {

@@ -25,6 +25,12 @@ pub enum ProxyError {
     GatewayTimeout,
     /// A bug or resource problem in the proxy itself.
     Internal,
+    /// Credentials missing or invalid; `challenge` goes into `WWW-Authenticate`.
+    Unauthorized { challenge: &'static str },
+    /// Valid credentials, not allowed on this route.
+    Forbidden,
+    /// Over the rate limit; `retry_after` in seconds.
+    RateLimited { retry_after: u64 },
 }
 
 #[derive(Serialize)]
@@ -48,6 +54,9 @@ impl ProxyError {
             ProxyError::Unavailable { .. } => 503,
             ProxyError::GatewayTimeout => 504,
             ProxyError::Internal => 500,
+            ProxyError::Unauthorized { .. } => 401,
+            ProxyError::Forbidden => 403,
+            ProxyError::RateLimited { .. } => 429,
         }
     }
 
@@ -60,6 +69,9 @@ impl ProxyError {
             ProxyError::Unavailable { .. } => "upstream_unavailable",
             ProxyError::GatewayTimeout => "upstream_timeout",
             ProxyError::Internal => "internal_error",
+            ProxyError::Unauthorized { .. } => "unauthorized",
+            ProxyError::Forbidden => "forbidden",
+            ProxyError::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -74,6 +86,9 @@ impl ProxyError {
             }
             ProxyError::GatewayTimeout => "the upstream service did not answer in time",
             ProxyError::Internal => "internal proxy error",
+            ProxyError::Unauthorized { .. } => "missing or invalid credentials",
+            ProxyError::Forbidden => "these credentials are not allowed on this route",
+            ProxyError::RateLimited { .. } => "too many requests; slow down and retry later",
         }
     }
 
@@ -94,16 +109,34 @@ impl ProxyError {
         header.insert_header("content-type", "application/json")?;
         header.insert_header("content-length", body_len.to_string())?;
         header.insert_header("cache-control", "no-store")?;
-        if let ProxyError::Unavailable { retry_after } = self {
-            header.insert_header("retry-after", retry_after.to_string())?;
+        match self {
+            ProxyError::Unavailable { retry_after } | ProxyError::RateLimited { retry_after } => {
+                header.insert_header("retry-after", retry_after.to_string())?;
+            }
+            ProxyError::Unauthorized { challenge } => {
+                header.insert_header("www-authenticate", *challenge)?;
+            }
+            _ => {}
         }
         Ok(header)
     }
 
     /// Writes the error as the whole response.
     pub async fn respond(&self, session: &mut Session) -> pingora::Result<()> {
+        self.respond_with(session, &[]).await
+    }
+
+    /// Writes the error as the whole response, with extra headers.
+    pub async fn respond_with(
+        &self,
+        session: &mut Session,
+        extra: &[(&'static str, String)],
+    ) -> pingora::Result<()> {
         let body = self.body();
-        let header = self.header(body.len())?;
+        let mut header = self.header(body.len())?;
+        for (name, value) in extra {
+            header.insert_header(*name, value.as_str())?;
+        }
         session
             .write_response_header(Box::new(header), false)
             .await?;

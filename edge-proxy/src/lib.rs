@@ -9,19 +9,24 @@
 //! - [`discovery`] and [`registry`]: static instances plus the DynamoDB registry table.
 //! - [`health`]: active health checks.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`auth`]: API keys, JWT verification, scopes.
+//! - [`ratelimit`]: GCRA rate limiting in bounded memory.
 //! - [`proxy`]: the `ProxyHttp` implementation, phase by phase.
 //! - [`error`]: the proxy's own JSON error responses.
 //! - [`server`]: building and running the Pingora server.
 //! - [`telemetry`]: log set-up.
 
+pub mod auth;
 pub mod breaker;
 pub mod config;
 pub mod discovery;
 pub mod error;
 pub mod health;
+pub mod jwks;
 pub mod metrics;
 pub mod pool;
 pub mod proxy;
+pub mod ratelimit;
 pub mod registry;
 pub mod retry;
 pub mod routing;

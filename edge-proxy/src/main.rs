@@ -46,6 +46,19 @@ enum Command {
         #[arg(long, env = "EDGE_PROXY_CONFIG")]
         config: PathBuf,
     },
+    /// Mint an HS256 JWT with the config's secret, issuer and audience (for development).
+    Token {
+        #[arg(long, env = "EDGE_PROXY_CONFIG")]
+        config: PathBuf,
+        /// The token's subject (the consumer id).
+        #[arg(long)]
+        sub: String,
+        /// Space-separated scopes.
+        #[arg(long, default_value = "")]
+        scopes: String,
+        #[arg(long, default_value_t = 3600)]
+        ttl_seconds: u64,
+    },
     /// Register, renew, remove or list instances in the discovery registry table
     /// (endpoint and credentials from the standard AWS environment).
     #[command(subcommand)]
@@ -227,6 +240,40 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("edge-proxy: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Token {
+            config,
+            sub,
+            scopes,
+            ttl_seconds,
+        } => {
+            let config = match load(&config) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            let jwt = &config.auth.jwt;
+            let Some(secret) = &jwt.hs256_secret else {
+                eprintln!("edge-proxy token: the config has no auth.jwt.hs256-secret");
+                return ExitCode::from(2);
+            };
+            let scopes: Vec<String> = scopes.split_whitespace().map(str::to_string).collect();
+            match edge_proxy::auth::mint_hs256(
+                secret,
+                &sub,
+                &scopes,
+                jwt.issuer.as_deref(),
+                jwt.audience.as_deref(),
+                ttl_seconds,
+            ) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("edge-proxy token: {error}");
                     ExitCode::FAILURE
                 }
             }

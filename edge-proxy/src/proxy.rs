@@ -25,11 +25,13 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
+use crate::auth::{AuthError, AuthMode, Authenticator, Identity};
 use crate::config::{Config, Route};
 use crate::discovery::static_specs;
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
 use crate::pool::{Attempt, ServicePool};
+use crate::ratelimit::{Decision, RateLimiter, RatePolicy};
 use crate::routing::{client_location, upstream_path, RouteError, Router};
 
 /// Attempts per request: the first try and at most one retry.
@@ -49,6 +51,10 @@ pub struct RequestCtx {
     /// Seconds to advertise when no instance is usable.
     retry_after: u64,
     last_instance: Option<String>,
+    identity: Option<Identity>,
+    rate: Option<(Arc<RatePolicy>, Decision)>,
+    /// `ok`, `missing`, `invalid`, `forbidden` or `public`, for the access log.
+    auth_outcome: &'static str,
 }
 
 impl RequestCtx {
@@ -65,6 +71,21 @@ pub struct EdgeProxy {
     pools: HashMap<String, Arc<ServicePool>>,
     client_timeout: Duration,
     metrics: Arc<Metrics>,
+    auth: Arc<Authenticator>,
+    limiter: RateLimiter,
+    forward_credentials: bool,
+}
+
+/// Identity headers the proxy sets; any a client sends are removed first.
+const IDENTITY_HEADERS: [&str; 3] = ["x-consumer-id", "x-consumer-scopes", "x-auth-method"];
+
+fn challenge(mode: AuthMode, error: AuthError) -> &'static str {
+    match (mode, error) {
+        (AuthMode::ApiKey, _) => "ApiKey realm=\"edge\"",
+        (AuthMode::Jwt, AuthError::Invalid) => "Bearer realm=\"edge\", error=\"invalid_token\"",
+        (AuthMode::Jwt, _) => "Bearer realm=\"edge\"",
+        _ => "Bearer realm=\"edge\", ApiKey realm=\"edge\"",
+    }
 }
 
 fn is_idempotent(method: &Method) -> bool {
@@ -77,7 +98,7 @@ fn is_idempotent(method: &Method) -> bool {
 impl EdgeProxy {
     /// Builds the proxy with one pool per service, holding its static instances; discovery adds
     /// registry instances later.
-    pub fn new(config: &Config, metrics: Arc<Metrics>) -> EdgeProxy {
+    pub fn new(config: &Config, metrics: Arc<Metrics>, auth: Arc<Authenticator>) -> EdgeProxy {
         let pools = config
             .services
             .iter()
@@ -92,7 +113,78 @@ impl EdgeProxy {
             pools,
             client_timeout: config.client_timeout,
             metrics,
+            auth,
+            limiter: RateLimiter::new(config.rate_limit_cells),
+            forward_credentials: config.auth.forward_credentials,
         }
+    }
+
+    /// Authenticates, authorizes and rate limits; `Some(error)` when the request is refused.
+    fn admit(
+        &self,
+        session: &Session,
+        route: &Route,
+        ctx: &mut RequestCtx,
+    ) -> Option<(ProxyError, Vec<(&'static str, String)>)> {
+        let headers = &session.req_header().headers;
+        let identity = match self.auth.authenticate(route.auth, headers) {
+            Ok(identity) => identity,
+            Err(error) => {
+                ctx.auth_outcome = if error == AuthError::Missing {
+                    "missing"
+                } else {
+                    "invalid"
+                };
+                self.metrics.auth_rejected(&route.prefix, 401);
+                return Some((
+                    ProxyError::Unauthorized {
+                        challenge: challenge(route.auth, error),
+                    },
+                    Vec::new(),
+                ));
+            }
+        };
+        if let Some(identity) = &identity {
+            if Authenticator::authorize(identity, &route.scopes).is_err() {
+                ctx.auth_outcome = "forbidden";
+                self.metrics.auth_rejected(&route.prefix, 403);
+                return Some((ProxyError::Forbidden, Vec::new()));
+            }
+        }
+        ctx.auth_outcome = if identity.is_some() { "ok" } else { "public" };
+        if let Some(policy) = &route.rate_limit {
+            let key = match &identity {
+                Some(identity) => format!("consumer:{}", identity.consumer),
+                None => format!(
+                    "ip:{}",
+                    session
+                        .client_addr()
+                        .and_then(|a| a.as_inet())
+                        .map_or_else(String::new, |a| a.ip().to_string())
+                ),
+            };
+            let decision = self.limiter.check(policy, &key, Instant::now());
+            ctx.rate = Some((Arc::clone(policy), decision));
+            if let Decision::Limited {
+                retry_after_seconds,
+                ..
+            } = decision
+            {
+                self.metrics.rate_limited(&route.prefix);
+                let headers = vec![
+                    ("ratelimit-policy", policy.policy_header()),
+                    ("ratelimit", decision.header(policy)),
+                ];
+                return Some((
+                    ProxyError::RateLimited {
+                        retry_after: retry_after_seconds,
+                    },
+                    headers,
+                ));
+            }
+        }
+        ctx.identity = identity;
+        None
     }
 
     pub fn pools(&self) -> Vec<Arc<ServicePool>> {
@@ -135,6 +227,9 @@ impl ProxyHttp for EdgeProxy {
             retry_decided: None,
             retry_after: 1,
             last_instance: None,
+            identity: None,
+            rate: None,
+            auth_outcome: "-",
         }
     }
 
@@ -158,6 +253,11 @@ impl ProxyHttp for EdgeProxy {
                 return Ok(true);
             }
         };
+        if let Some((error, headers)) = self.admit(session, &route, ctx) {
+            ctx.route = Some(route);
+            error.respond_with(session, &headers).await?;
+            return Ok(true);
+        }
         if let Some(pool) = self.pools.get(&route.service) {
             pool.retry_budget.deposit();
             ctx.pool = Some(Arc::clone(pool));
@@ -248,6 +348,19 @@ impl ProxyHttp for EdgeProxy {
             upstream_request.insert_header("x-forwarded-for", forwarded_for)?;
         }
         upstream_request.insert_header("x-forwarded-proto", "http")?;
+        // Identity comes only from the proxy: drop whatever the client claimed.
+        for name in IDENTITY_HEADERS {
+            upstream_request.remove_header(name);
+        }
+        if !self.forward_credentials {
+            upstream_request.remove_header("authorization");
+            upstream_request.remove_header("x-api-key");
+        }
+        if let Some(identity) = &ctx.identity {
+            upstream_request.insert_header("x-consumer-id", identity.consumer.as_str())?;
+            upstream_request.insert_header("x-consumer-scopes", identity.scopes.join(" "))?;
+            upstream_request.insert_header("x-auth-method", identity.method)?;
+        }
         Ok(())
     }
 
@@ -339,6 +452,10 @@ impl ProxyHttp for EdgeProxy {
                 upstream_response.insert_header("location", location)?;
             }
         }
+        if let Some((policy, decision)) = &ctx.rate {
+            upstream_response.insert_header("ratelimit-policy", policy.policy_header())?;
+            upstream_response.insert_header("ratelimit", decision.header(policy))?;
+        }
         Ok(())
     }
 
@@ -387,6 +504,9 @@ impl ProxyHttp for EdgeProxy {
             latency_ms = latency * 1000.0,
             upstream = ctx.last_instance.as_deref().unwrap_or("-"),
             retries = ctx.attempts.saturating_sub(1),
+            consumer = ctx.identity.as_ref().map_or("-", |i| i.consumer.as_str()),
+            auth = ctx.auth_outcome,
+            rate_limited = status == 429 && ctx.rate.is_some(),
             error = error.map(|e| e.to_string()).unwrap_or_default(),
             "request"
         );

@@ -95,6 +95,9 @@ mod tests {
             prefix: prefix.into(),
             service: service.into(),
             strip_prefix: strip.into(),
+            auth: Default::default(),
+            scopes: Vec::new(),
+            rate_limit: None,
         }
     }
 

@@ -8,9 +8,11 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::discovery::DiscoveryService;
 use crate::health::HealthService;
+use crate::jwks::{self, JwksRefresher};
 use crate::metrics::Metrics;
 use crate::pool::ServicePool;
 use crate::proxy::EdgeProxy;
@@ -45,7 +47,25 @@ pub fn build(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let metrics = Arc::new(Metrics::new());
-    let proxy = EdgeProxy::new(config, Arc::clone(&metrics));
+    let auth = Arc::new(Authenticator::new(
+        config.auth.api_keys.clone(),
+        config.auth.jwt.clone(),
+    ));
+    let file_keys = match &config.auth.jwks_file {
+        Some(path) => jwks::load_file(path)?,
+        None => Vec::new(),
+    };
+    auth.jwks.replace(file_keys.clone());
+    if let Some(url) = &config.auth.jwks_url {
+        let refresher = JwksRefresher {
+            auth: Arc::clone(&auth),
+            url: url.clone(),
+            file_keys,
+            interval: config.auth.jwks_refresh,
+        };
+        server.add_service(background_service("jwks", refresher));
+    }
+    let proxy = EdgeProxy::new(config, Arc::clone(&metrics), auth);
     let pools = proxy.pools();
 
     let registry = match (registry, &config.registry) {

@@ -4,7 +4,10 @@
 //! - `E2E_BASE_URL`: the proxy's base URL (`make test` starts a stack and sets it; point it at a
 //!   deployed proxy to run the same suite there).
 //!
-//! The tests refuse to run without it rather than pass vacuously.
+//! - `E2E_API_KEY`: the API key requests carry (default: the development key from
+//!   `edge-proxy/config/dev.toml`).
+//!
+//! The tests refuse to run without a base URL rather than pass vacuously.
 
 use std::time::Duration;
 
@@ -22,9 +25,23 @@ pub fn base_url() -> String {
     }
 }
 
-/// An HTTP client with timeouts, so a hung stack fails a test instead of stalling the suite.
+/// The development API key (consumer `dev-client`, scopes `users products`).
+pub const DEV_API_KEY: &str = "lambda-edge-dev-key";
+
+/// The API key the suite authenticates with.
+pub fn api_key() -> String {
+    std::env::var("E2E_API_KEY").unwrap_or_else(|_| DEV_API_KEY.to_string())
+}
+
+/// An HTTP client with timeouts that sends the suite's API key on every request, so a hung
+/// stack fails a test instead of stalling the suite.
 pub fn client() -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let key = reqwest::header::HeaderValue::from_str(&api_key())
+        .unwrap_or_else(|e| panic!("E2E_API_KEY: {e}"));
+    headers.insert("x-api-key", key);
     Client::builder()
+        .default_headers(headers)
         .timeout(Duration::from_secs(30))
         .connect_timeout(Duration::from_secs(5))
         .build()

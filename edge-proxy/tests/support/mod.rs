@@ -29,6 +29,8 @@ pub struct Stub {
     pub name: &'static str,
     pub port: u16,
     pub requests: Arc<AtomicUsize>,
+    /// The head (request line and headers) of the last non-health request.
+    pub last_head: Arc<Mutex<String>>,
     behaviour: Arc<Mutex<Behaviour>>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -41,6 +43,7 @@ impl Stub {
             name,
             port,
             requests: Arc::new(AtomicUsize::new(0)),
+            last_head: Arc::new(Mutex::new(String::new())),
             behaviour: Arc::new(Mutex::new(behaviour)),
             task: Mutex::new(None),
         });
@@ -54,6 +57,7 @@ impl Stub {
             Arc::clone(&self.requests),
             Arc::clone(&self.behaviour),
         );
+        let last_head = Arc::clone(&self.last_head);
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             loop {
@@ -65,6 +69,7 @@ impl Stub {
                     name,
                     Arc::clone(&requests),
                     Arc::clone(&behaviour),
+                    Arc::clone(&last_head),
                 ));
             }
         });
@@ -92,6 +97,11 @@ impl Stub {
         self.requests.load(Ordering::SeqCst)
     }
 
+    /// The last request head, lower-cased.
+    pub fn head(&self) -> String {
+        self.last_head.lock().unwrap().to_ascii_lowercase()
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/svc", self.port)
     }
@@ -102,6 +112,7 @@ async fn handle(
     name: &'static str,
     requests: Arc<AtomicUsize>,
     behaviour: Arc<Mutex<Behaviour>>,
+    last_head: Arc<Mutex<String>>,
 ) {
     let mut buffer = Vec::new();
     loop {
@@ -137,6 +148,7 @@ async fn handle(
         let status = if path.ends_with("/health") {
             200
         } else {
+            *last_head.lock().unwrap() = head.clone();
             requests.fetch_add(1, Ordering::SeqCst);
             let current = *behaviour.lock().unwrap();
             match current {

@@ -25,9 +25,10 @@ pub fn init() {
     }
 }
 
-/// The span every request runs in, so each log line carries the request id.
-pub fn request_span(method: &str, path: &str, request_id: &str) -> tracing::Span {
-    tracing::info_span!("request", %method, %path, request_id = %request_id)
+/// The span every request runs in, so each log line carries the request id and the consumer
+/// the edge proxy verified.
+pub fn request_span(method: &str, path: &str, request_id: &str, consumer: &str) -> tracing::Span {
+    tracing::info_span!("request", %method, %path, request_id = %request_id, consumer = %consumer)
 }
 
 /// Runs a request's routing inside its span and turns an error into its JSON response, so both
@@ -52,7 +53,18 @@ where
         .map(str::to_string)
         .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
         .unwrap_or_default();
-    let span = request_span(request.method().as_str(), request.uri().path(), &request_id);
+    let consumer = request
+        .headers()
+        .get("x-consumer-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    let span = request_span(
+        request.method().as_str(),
+        request.uri().path(),
+        &request_id,
+        &consumer,
+    );
     async move {
         let response = match route(request).await {
             Ok(response) => response,

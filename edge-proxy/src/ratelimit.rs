@@ -1,0 +1,245 @@
+//! Rate limiting with GCRA (the generic cell rate algorithm, a token bucket without a timer):
+//! a policy allows `burst` requests at once and refills at `rate` per second.
+//!
+//! **Bounded memory, and how it approximates.** State is one `AtomicU64` (the key's
+//! "theoretical arrival time") per cell in a fixed table; a key's cell is chosen by a keyed hash.
+//! Memory is `8 × cells` bytes whatever the number of clients, so an attacker rotating keys or
+//! IPs cannot grow it. The price: keys that hash to the same cell share one budget, so under
+//! heavy key churn a client may be limited slightly early (never late). With the default 1 Mi
+//! cells (8 MiB) and 10k active clients the chance that a given client shares its cell is about
+//! 1 %. Checks are lock-free (a compare-and-swap on one cell).
+//!
+//! **Several proxy replicas** each enforce the limits on their own (per-replica limits): with N
+//! replicas behind a load balancer a client may get up to N times the configured rate. A shared
+//! store would be needed for global limits; it is deliberately not on this hot path.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// A limit: `burst` requests at once, refilled at `rate_per_second`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RatePolicy {
+    /// Name shown in the `RateLimit-Policy` header.
+    pub name: String,
+    pub rate_per_second: f64,
+    pub burst: u32,
+}
+
+impl RatePolicy {
+    fn interval_ns(&self) -> u64 {
+        (1e9 / self.rate_per_second).max(1.0) as u64
+    }
+
+    /// Time for an empty bucket to refill completely, in whole seconds (the policy window).
+    pub fn window_seconds(&self) -> u64 {
+        ((f64::from(self.burst) / self.rate_per_second).ceil() as u64).max(1)
+    }
+
+    /// `RateLimit-Policy` header value (draft-ietf-httpapi-ratelimit-headers).
+    pub fn policy_header(&self) -> String {
+        format!(
+            "\"{}\";q={};w={}",
+            self.name,
+            self.burst,
+            self.window_seconds()
+        )
+    }
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed; `remaining` more requests would be allowed right now, the bucket is full again
+    /// in `reset_seconds`.
+    Allowed { remaining: u32, reset_seconds: u64 },
+    /// Refused; the next request is allowed in `retry_after_seconds`.
+    Limited {
+        retry_after_seconds: u64,
+        reset_seconds: u64,
+    },
+}
+
+impl Decision {
+    /// `RateLimit` header value (draft-ietf-httpapi-ratelimit-headers).
+    pub fn header(&self, policy: &RatePolicy) -> String {
+        match self {
+            Decision::Allowed {
+                remaining,
+                reset_seconds,
+            } => format!("\"{}\";r={remaining};t={reset_seconds}", policy.name),
+            Decision::Limited { reset_seconds, .. } => {
+                format!("\"{}\";r=0;t={reset_seconds}", policy.name)
+            }
+        }
+    }
+}
+
+pub struct RateLimiter {
+    cells: Box<[AtomicU64]>,
+    hasher: RandomState,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("cells", &self.cells.len())
+            .finish()
+    }
+}
+
+fn ceil_seconds(ns: u64) -> u64 {
+    ns.div_ceil(1_000_000_000)
+}
+
+impl RateLimiter {
+    /// A limiter with `cells` cells (rounded up to a power of two).
+    pub fn new(cells: usize) -> RateLimiter {
+        let cells = cells.max(1).next_power_of_two();
+        RateLimiter {
+            cells: (0..cells).map(|_| AtomicU64::new(0)).collect(),
+            hasher: RandomState::new(),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Bytes of state held, whatever the number of keys seen.
+    pub fn memory_bytes(&self) -> usize {
+        self.cells.len() * std::mem::size_of::<AtomicU64>()
+    }
+
+    /// Counts one request of `key` under `policy` at `now`.
+    pub fn check(&self, policy: &RatePolicy, key: &str, now: Instant) -> Decision {
+        let index =
+            (self.hasher.hash_one((policy.name.as_str(), key)) as usize) & (self.cells.len() - 1);
+        let cell = &self.cells[index];
+        let t = now.saturating_duration_since(self.epoch).as_nanos() as u64 + 1;
+        let interval = policy.interval_ns();
+        let tolerance = interval.saturating_mul(u64::from(policy.burst.saturating_sub(1)));
+        let mut current = cell.load(Ordering::Relaxed);
+        loop {
+            let tat = current.max(t);
+            if tat - t > tolerance {
+                let retry_after = tat - t - tolerance;
+                return Decision::Limited {
+                    retry_after_seconds: ceil_seconds(retry_after).max(1),
+                    reset_seconds: ceil_seconds(tat - t),
+                };
+            }
+            let next = tat + interval;
+            match cell.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => {
+                    let spare = (t + tolerance + interval).saturating_sub(next);
+                    return Decision::Allowed {
+                        remaining: u32::try_from(spare / interval).unwrap_or(u32::MAX),
+                        reset_seconds: ceil_seconds(next - t),
+                    };
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn policy(rate: f64, burst: u32) -> RatePolicy {
+        RatePolicy {
+            name: "test".into(),
+            rate_per_second: rate,
+            burst,
+        }
+    }
+
+    #[test]
+    fn exactly_the_burst_passes_then_429_then_refill() {
+        let limiter = RateLimiter::new(1024);
+        let policy = policy(2.0, 5);
+        let t0 = Instant::now();
+        for i in 0..5 {
+            match limiter.check(&policy, "alice", t0) {
+                Decision::Allowed { remaining, .. } => assert_eq!(remaining, 4 - i),
+                other => panic!("request {i} refused: {other:?}"),
+            }
+        }
+        match limiter.check(&policy, "alice", t0) {
+            Decision::Limited {
+                retry_after_seconds,
+                ..
+            } => assert_eq!(retry_after_seconds, 1),
+            other => panic!("sixth request allowed: {other:?}"),
+        }
+        // 2 per second: after 500 ms exactly one more.
+        let later = t0 + Duration::from_millis(500);
+        assert!(matches!(
+            limiter.check(&policy, "alice", later),
+            Decision::Allowed { remaining: 0, .. }
+        ));
+        assert!(matches!(
+            limiter.check(&policy, "alice", later),
+            Decision::Limited { .. }
+        ));
+        // After the window the whole burst is back.
+        let refilled = t0 + Duration::from_secs(4);
+        assert!(matches!(
+            limiter.check(&policy, "alice", refilled),
+            Decision::Allowed { remaining: 4, .. }
+        ));
+    }
+
+    #[test]
+    fn keys_and_policies_are_independent() {
+        let limiter = RateLimiter::new(1 << 16);
+        let policy = policy(1.0, 1);
+        let t0 = Instant::now();
+        assert!(matches!(
+            limiter.check(&policy, "alice", t0),
+            Decision::Allowed { .. }
+        ));
+        assert!(matches!(
+            limiter.check(&policy, "alice", t0),
+            Decision::Limited { .. }
+        ));
+        assert!(matches!(
+            limiter.check(&policy, "bob", t0),
+            Decision::Allowed { .. }
+        ));
+        let other = RatePolicy {
+            name: "other".into(),
+            ..policy
+        };
+        assert!(matches!(
+            limiter.check(&other, "alice", t0),
+            Decision::Allowed { .. }
+        ));
+    }
+
+    #[test]
+    fn headers_follow_the_draft() {
+        let policy = policy(10.0, 20);
+        assert_eq!(policy.policy_header(), "\"test\";q=20;w=2");
+        let decision = Decision::Allowed {
+            remaining: 7,
+            reset_seconds: 1,
+        };
+        assert_eq!(decision.header(&policy), "\"test\";r=7;t=1");
+    }
+
+    #[test]
+    fn memory_stays_flat_whatever_the_number_of_keys() {
+        let limiter = RateLimiter::new(1 << 20);
+        let before = limiter.memory_bytes();
+        let policy = policy(1.0, 1);
+        let now = Instant::now();
+        for i in 0..1_000_000u32 {
+            limiter.check(&policy, &i.to_string(), now);
+        }
+        assert_eq!(limiter.memory_bytes(), before);
+        assert_eq!(before, 8 << 20);
+    }
+}
