@@ -17,7 +17,8 @@ trap cleanup EXIT
 trap 'exit 0' INT
 trap 'exit 0' TERM
 
-PROXY_LOG_FORMAT=${PROXY_LOG_FORMAT:-text} scripts/stack.sh start dev
+# Human-readable logs for development (JSON is the default everywhere else).
+PROXY_LOG_FORMAT=${PROXY_LOG_FORMAT:-text} FUNCTION_LOG_FORMAT=${FUNCTION_LOG_FORMAT:-text} scripts/stack.sh start dev
 
 cat <<'TRY'
 

@@ -16,13 +16,14 @@ export PATH="$ROOT/.tools/venv/bin:$PATH"
 
 PROFILE=${2:-dev}
 case "$PROFILE" in
-    dev) DYNAMO_PORT=${DYNAMO_PORT:-4566}; LAMBDA_PORT=${LAMBDA_PORT:-9000}; LAMBDA_PORT2=${LAMBDA_PORT2:-9001}; PROXY_PORT=${PROXY_PORT:-8080} ;;
-    test) DYNAMO_PORT=${DYNAMO_PORT:-4576}; LAMBDA_PORT=${LAMBDA_PORT:-9100}; LAMBDA_PORT2=${LAMBDA_PORT2:-9101}; PROXY_PORT=${PROXY_PORT:-8180} ;;
+    dev) DYNAMO_PORT=${DYNAMO_PORT:-4566}; LAMBDA_PORT=${LAMBDA_PORT:-9000}; LAMBDA_PORT2=${LAMBDA_PORT2:-9001}; PROXY_PORT=${PROXY_PORT:-8080}; ADMIN_PORT=${ADMIN_PORT:-9901} ;;
+    test) DYNAMO_PORT=${DYNAMO_PORT:-4576}; LAMBDA_PORT=${LAMBDA_PORT:-9100}; LAMBDA_PORT2=${LAMBDA_PORT2:-9101}; PROXY_PORT=${PROXY_PORT:-8180}; ADMIN_PORT=${ADMIN_PORT:-9911} ;;
     *) echo "unknown profile: $PROFILE (dev or test)" >&2; exit 2 ;;
 esac
 STATE="$ROOT/.stack/$PROFILE"
 DYNAMO_URL="http://127.0.0.1:$DYNAMO_PORT"
 PROXY_URL="http://127.0.0.1:$PROXY_PORT"
+ADMIN_URL="http://127.0.0.1:$ADMIN_PORT"
 LAMBDA_URL="http://127.0.0.1:$LAMBDA_PORT"
 LAMBDA_URL2="http://127.0.0.1:$LAMBDA_PORT2"
 REGISTRY_TABLE=RegistryTable
@@ -107,6 +108,7 @@ AWS_ACCESS_KEY_ID=local
 AWS_SECRET_ACCESS_KEY=local
 AWS_REGION=us-east-1
 RUST_LOG=info
+LOG_FORMAT=${FUNCTION_LOG_FORMAT:-json}
 ENV
 }
 
@@ -136,11 +138,17 @@ register_instances() {
 start_proxy() {
     log "starting the edge proxy on :$PROXY_PORT"
     port_free "$PROXY_PORT" || { log "port $PROXY_PORT is in use"; return 1; }
-    sed -e "s/127.0.0.1:8080/127.0.0.1:$PROXY_PORT/; s/127.0.0.1:9000/127.0.0.1:$LAMBDA_PORT/g" \
+    port_free "$ADMIN_PORT" || { log "port $ADMIN_PORT is in use"; return 1; }
+    sed -e "s/127.0.0.1:8080/127.0.0.1:$PROXY_PORT/; s/127.0.0.1:9901/127.0.0.1:$ADMIN_PORT/; s/127.0.0.1:9000/127.0.0.1:$LAMBDA_PORT/g" \
         edge-proxy/config/dev.toml >"$STATE/proxy.toml"
     start proxy "$PROXY_BIN" --log-format "${PROXY_LOG_FORMAT:-json}" run --config "$STATE/proxy.toml"
-    # The proxy answers 404 JSON on unknown paths once it listens.
-    wait_http "$PROXY_URL/__ready" 30 "edge proxy"
+    wait_http "$ADMIN_URL/healthz" 30 "edge proxy"
+    # Ready once every service has a usable instance (the registry ones come within a poll).
+    local deadline=$((SECONDS + 30))
+    until [ "$(curl -s -o /dev/null -w '%{http_code}' "$ADMIN_URL/readyz")" = 200 ]; do
+        [ $SECONDS -ge $deadline ] && { log "edge proxy not ready: $(curl -s "$ADMIN_URL/readyz")"; return 1; }
+        sleep 0.3
+    done
 }
 
 warm_functions() {
@@ -166,13 +174,14 @@ case "${1:-}" in
         register_instances
         start_proxy
         trap - ERR
-        log "stack is up: proxy $PROXY_URL, functions $LAMBDA_URL, DynamoDB $DYNAMO_URL (logs in $STATE)"
+        log "stack is up: proxy $PROXY_URL (admin $ADMIN_URL), functions $LAMBDA_URL, DynamoDB $DYNAMO_URL (logs in $STATE)"
         ;;
     stop)
         stop_all
         ;;
     env)
         echo "E2E_BASE_URL=$PROXY_URL"
+        echo "E2E_ADMIN_URL=$ADMIN_URL"
         echo "AWS_ENDPOINT_URL=$DYNAMO_URL"
         echo "AWS_ACCESS_KEY_ID=local"
         echo "AWS_SECRET_ACCESS_KEY=local"

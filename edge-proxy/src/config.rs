@@ -155,6 +155,8 @@ pub struct RouteRateLimitSection {
 pub struct ServerSection {
     /// Public listener.
     pub listen: String,
+    /// Admin listener (`/healthz`, `/readyz`, `/metrics`); keep it off public interfaces.
+    pub admin_listen: Option<String>,
     /// Worker threads.
     pub threads: usize,
     /// Seconds to keep serving after SIGTERM before shutting down.
@@ -169,6 +171,7 @@ impl Default for ServerSection {
     fn default() -> Self {
         ServerSection {
             listen: "127.0.0.1:8080".into(),
+            admin_listen: Some("127.0.0.1:9901".into()),
             threads: 2,
             grace_period_seconds: 1,
             graceful_shutdown_timeout_seconds: 2,
@@ -363,6 +366,7 @@ pub struct RouteSection {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
     pub threads: usize,
     pub grace_period_seconds: u64,
     pub graceful_shutdown_timeout_seconds: u64,
@@ -478,6 +482,24 @@ impl FileConfig {
         let listen = server.listen.parse::<SocketAddr>().map_err(|e| {
             ConfigError::new("server.listen", format!("not an ip:port address: {e}"))
         })?;
+        let admin_listen = match &server.admin_listen {
+            None => None,
+            Some(admin) => {
+                let admin = admin.parse::<SocketAddr>().map_err(|e| {
+                    ConfigError::new(
+                        "server.admin-listen",
+                        format!("not an ip:port address: {e}"),
+                    )
+                })?;
+                if admin == listen {
+                    return Err(ConfigError::new(
+                        "server.admin-listen",
+                        "must differ from server.listen",
+                    ));
+                }
+                Some(admin)
+            }
+        };
         if server.threads == 0 || server.threads > 256 {
             return Err(ConfigError::new("server.threads", "must be from 1 to 256"));
         }
@@ -614,6 +636,7 @@ impl FileConfig {
 
         Ok(Config {
             listen,
+            admin_listen,
             threads: server.threads,
             grace_period_seconds: server.grace_period_seconds,
             graceful_shutdown_timeout_seconds: server.graceful_shutdown_timeout_seconds,

@@ -121,11 +121,6 @@ impl ProxyError {
         Ok(header)
     }
 
-    /// Writes the error as the whole response.
-    pub async fn respond(&self, session: &mut Session) -> pingora::Result<()> {
-        self.respond_with(session, &[]).await
-    }
-
     /// Writes the error as the whole response, with extra headers.
     pub async fn respond_with(
         &self,

@@ -14,8 +14,10 @@
 //! - [`proxy`]: the `ProxyHttp` implementation, phase by phase.
 //! - [`error`]: the proxy's own JSON error responses.
 //! - [`server`]: building and running the Pingora server.
-//! - [`telemetry`]: log set-up.
+//! - [`telemetry`]: log set-up; [`trace`]: request ids and W3C trace context.
+//! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`).
 
+pub mod admin;
 pub mod auth;
 pub mod breaker;
 pub mod config;
@@ -32,4 +34,5 @@ pub mod retry;
 pub mod routing;
 pub mod server;
 pub mod telemetry;
+pub mod trace;
 pub mod upstream;

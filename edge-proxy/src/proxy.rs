@@ -33,6 +33,7 @@ use crate::metrics::Metrics;
 use crate::pool::{Attempt, ServicePool};
 use crate::ratelimit::{Decision, RateLimiter, RatePolicy};
 use crate::routing::{client_location, upstream_path, RouteError, Router};
+use crate::trace::{request_id, TraceContext};
 
 /// Attempts per request: the first try and at most one retry.
 const MAX_ATTEMPTS: u32 = 2;
@@ -55,6 +56,8 @@ pub struct RequestCtx {
     rate: Option<(Arc<RatePolicy>, Decision)>,
     /// `ok`, `missing`, `invalid`, `forbidden` or `public`, for the access log.
     auth_outcome: &'static str,
+    request_id: String,
+    trace: Option<TraceContext>,
 }
 
 impl RequestCtx {
@@ -230,6 +233,8 @@ impl ProxyHttp for EdgeProxy {
             identity: None,
             rate: None,
             auth_outcome: "-",
+            request_id: String::new(),
+            trace: None,
         }
     }
 
@@ -239,22 +244,32 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
         session.set_read_timeout(Some(self.client_timeout));
+        let headers = &session.req_header().headers;
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        ctx.request_id = request_id(header("x-request-id"));
+        ctx.trace = Some(TraceContext::from_headers(
+            header("traceparent"),
+            header("tracestate"),
+        ));
         let path = session.req_header().uri.path().to_string();
         let route = match self.router.route(&path) {
             Ok(route) => route.clone(),
             Err(RouteError::BadPath) => {
                 ProxyError::BadRequest("malformed or non-canonical path")
-                    .respond(session)
+                    .respond_with(session, &[("x-request-id", ctx.request_id.clone())])
                     .await?;
                 return Ok(true);
             }
             Err(RouteError::NoRoute) => {
-                ProxyError::NotFound.respond(session).await?;
+                ProxyError::NotFound
+                    .respond_with(session, &[("x-request-id", ctx.request_id.clone())])
+                    .await?;
                 return Ok(true);
             }
         };
-        if let Some((error, headers)) = self.admit(session, &route, ctx) {
+        if let Some((error, mut headers)) = self.admit(session, &route, ctx) {
             ctx.route = Some(route);
+            headers.push(("x-request-id", ctx.request_id.clone()));
             error.respond_with(session, &headers).await?;
             return Ok(true);
         }
@@ -356,6 +371,14 @@ impl ProxyHttp for EdgeProxy {
             upstream_request.remove_header("authorization");
             upstream_request.remove_header("x-api-key");
         }
+        upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
+        upstream_request.remove_header("tracestate");
+        if let Some(trace) = &ctx.trace {
+            upstream_request.insert_header("traceparent", trace.traceparent())?;
+            if let Some(state) = &trace.tracestate {
+                upstream_request.insert_header("tracestate", state.as_str())?;
+            }
+        }
         if let Some(identity) = &ctx.identity {
             upstream_request.insert_header("x-consumer-id", identity.consumer.as_str())?;
             upstream_request.insert_header("x-consumer-scopes", identity.scopes.join(" "))?;
@@ -452,6 +475,7 @@ impl ProxyHttp for EdgeProxy {
                 upstream_response.insert_header("location", location)?;
             }
         }
+        upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
         if let Some((policy, decision)) = &ctx.rate {
             upstream_response.insert_header("ratelimit-policy", policy.policy_header())?;
             upstream_response.insert_header("ratelimit", decision.header(policy))?;
@@ -477,7 +501,10 @@ impl ProxyHttp for EdgeProxy {
                 can_reuse_downstream: false,
             };
         };
-        if let Err(write_error) = proxy_error.respond(session).await {
+        if let Err(write_error) = proxy_error
+            .respond_with(session, &[("x-request-id", ctx.request_id.clone())])
+            .await
+        {
             tracing::debug!(error = %write_error, "could not write the error response");
         }
         FailToProxy {
@@ -497,6 +524,8 @@ impl ProxyHttp for EdgeProxy {
             .request(route, request.method.as_str(), status, latency);
         tracing::info!(
             target: "access",
+            request_id = %ctx.request_id,
+            trace_id = ctx.trace.as_ref().map_or("-", |t| t.trace_id.as_str()),
             method = %request.method,
             path = %request.uri.path(),
             route,

@@ -8,6 +8,9 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApp;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::discovery::DiscoveryService;
@@ -95,7 +98,18 @@ pub fn build(
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
     service.add_tcp(&config.listen.to_string());
     server.add_service(service);
-    Ok((server, ProxyHandle { metrics, pools }))
+    let handle = ProxyHandle { metrics, pools };
+    if let Some(admin_listen) = config.admin_listen {
+        let mut admin = Service::new(
+            "admin".to_string(),
+            AdminApp {
+                handle: handle.clone(),
+            },
+        );
+        admin.add_tcp(&admin_listen.to_string());
+        server.add_service(admin);
+    }
+    Ok((server, handle))
 }
 
 /// Runs until `run_args.shutdown_signal` fires (SIGTERM/SIGINT by default).

@@ -217,7 +217,15 @@ pub async fn start_proxy(
     registry: Option<Arc<dyn RegistrySource>>,
 ) -> RunningProxy {
     let port = free_port();
-    let config = Config::parse(&config_text.replace("{port}", &port.to_string())).unwrap();
+    let mut text = config_text.replace("{port}", &port.to_string());
+    if !text.contains("admin-listen") {
+        text = text.replacen(
+            "[server]",
+            &format!("[server]\nadmin-listen = \"127.0.0.1:{}\"", free_port()),
+            1,
+        );
+    }
+    let config = Config::parse(&text).unwrap();
     let (server, handle) = build(&config, registry).unwrap();
     let (stop, receiver) = tokio::sync::oneshot::channel();
     let thread = std::thread::spawn(move || {

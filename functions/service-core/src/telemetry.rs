@@ -25,10 +25,35 @@ pub fn init() {
     }
 }
 
-/// The span every request runs in, so each log line carries the request id and the consumer
-/// the edge proxy verified.
-pub fn request_span(method: &str, path: &str, request_id: &str, consumer: &str) -> tracing::Span {
-    tracing::info_span!("request", %method, %path, request_id = %request_id, consumer = %consumer)
+/// The span every request runs in, so each log line carries the request id, the W3C trace id
+/// and the consumer the edge proxy verified.
+pub fn request_span(
+    method: &str,
+    path: &str,
+    request_id: &str,
+    trace_id: &str,
+    consumer: &str,
+) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        %method,
+        %path,
+        request_id = %request_id,
+        trace_id = %trace_id,
+        consumer = %consumer
+    )
+}
+
+/// The trace id of a valid W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
+pub fn trace_id(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.trim().split('-');
+    let (version, trace_id, parent) = (parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    (version == "00" && hex(trace_id, 32) && hex(parent, 16)).then_some(trace_id)
 }
 
 /// Runs a request's routing inside its span and turns an error into its JSON response, so both
@@ -53,6 +78,13 @@ where
         .map(str::to_string)
         .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
         .unwrap_or_default();
+    let trace = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(trace_id)
+        .unwrap_or("-")
+        .to_string();
     let consumer = request
         .headers()
         .get("x-consumer-id")
@@ -63,6 +95,7 @@ where
         request.method().as_str(),
         request.uri().path(),
         &request_id,
+        &trace,
         &consumer,
     );
     async move {
@@ -75,4 +108,20 @@ where
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_ids_from_traceparent() {
+        let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(trace_id(header), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(trace_id("garbage"), None);
+        assert_eq!(
+            trace_id("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            None
+        );
+    }
 }

@@ -1,0 +1,97 @@
+//! The admin listener (default `127.0.0.1:9901`), separate from the public port, which never
+//! routes to it:
+//! - `GET /healthz`: the process is alive;
+//! - `GET /readyz`: config loaded and every service has at least one usable instance (503 and
+//!   the services that have none otherwise);
+//! - `GET /metrics`: Prometheus text.
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::server::ProxyHandle;
+
+pub struct AdminApp {
+    pub handle: ProxyHandle,
+}
+
+fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .header("cache-control", "no-store")
+        .body(body)
+        .unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+impl AdminApp {
+    /// Services with no usable instance right now.
+    pub fn unready_services(&self) -> Vec<String> {
+        let now = Instant::now();
+        let mut names: Vec<String> = self
+            .handle
+            .pools
+            .iter()
+            .filter(|p| !p.has_usable(now))
+            .map(|p| p.config.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Copies breaker and health state into the gauges, then renders every metric.
+    pub fn metrics_text(&self) -> String {
+        let now = Instant::now();
+        for pool in &self.handle.pools {
+            for (instance, state, healthy) in pool.breaker_states(now) {
+                self.handle
+                    .metrics
+                    .breaker(&pool.config.name, &instance, state.as_gauge());
+                self.handle
+                    .metrics
+                    .instance_health(&pool.config.name, &instance, healthy);
+            }
+        }
+        self.handle.metrics.render()
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let request = session.req_header();
+        if request.method != http::Method::GET {
+            return respond(
+                405,
+                "application/json",
+                br#"{"error":{"code":"method_not_allowed","message":"GET only"}}"#.to_vec(),
+            );
+        }
+        match request.uri.path() {
+            "/healthz" => respond(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
+            "/readyz" => {
+                let unready = self.unready_services();
+                if unready.is_empty() {
+                    respond(200, "application/json", br#"{"status":"ready"}"#.to_vec())
+                } else {
+                    let body = serde_json::json!({"status": "not_ready", "services_without_instances": unready});
+                    respond(503, "application/json", body.to_string().into_bytes())
+                }
+            }
+            "/metrics" => respond(
+                200,
+                "text/plain; version=0.0.4",
+                self.metrics_text().into_bytes(),
+            ),
+            _ => respond(
+                404,
+                "application/json",
+                br#"{"error":{"code":"not_found","message":"no such admin endpoint"}}"#.to_vec(),
+            ),
+        }
+    }
+}
