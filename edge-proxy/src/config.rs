@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::auth::{ApiKey, AuthMode, JwtSettings};
 use crate::breaker::BreakerConfig;
+use crate::hygiene::Limits;
 use crate::ratelimit::RatePolicy;
 use crate::upstream::UpstreamUrl;
 
@@ -165,6 +166,12 @@ pub struct ServerSection {
     pub graceful_shutdown_timeout_seconds: u64,
     /// Downstream read timeout (slow clients are cut off), in milliseconds.
     pub client_timeout_ms: u64,
+    /// Longest request target accepted (414 beyond).
+    pub max_uri_bytes: usize,
+    /// Largest header section accepted (431 beyond).
+    pub max_header_bytes: usize,
+    /// Largest request body accepted (413 beyond), declared or streamed.
+    pub max_body_bytes: usize,
 }
 
 impl Default for ServerSection {
@@ -176,6 +183,9 @@ impl Default for ServerSection {
             grace_period_seconds: 1,
             graceful_shutdown_timeout_seconds: 2,
             client_timeout_ms: 10_000,
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
+            max_body_bytes: 1024 * 1024,
         }
     }
 }
@@ -371,6 +381,7 @@ pub struct Config {
     pub grace_period_seconds: u64,
     pub graceful_shutdown_timeout_seconds: u64,
     pub client_timeout: Duration,
+    pub limits: Limits,
     pub services: HashMap<String, Arc<ServiceConfig>>,
     pub routes: Vec<Route>,
     pub registry: Option<RegistryConfig>,
@@ -634,9 +645,27 @@ impl FileConfig {
             });
         }
 
+        for (field, value, max) in [
+            ("server.max-uri-bytes", server.max_uri_bytes, 1 << 20),
+            ("server.max-header-bytes", server.max_header_bytes, 1 << 20),
+            ("server.max-body-bytes", server.max_body_bytes, 64 << 20),
+        ] {
+            if value < 256 || value > max {
+                return Err(ConfigError::new(
+                    field,
+                    format!("must be from 256 to {max}"),
+                ));
+            }
+        }
+        let limits = Limits {
+            max_uri_bytes: server.max_uri_bytes,
+            max_header_bytes: server.max_header_bytes,
+            max_body_bytes: server.max_body_bytes,
+        };
         Ok(Config {
             listen,
             admin_listen,
+            limits,
             threads: server.threads,
             grace_period_seconds: server.grace_period_seconds,
             graceful_shutdown_timeout_seconds: server.graceful_shutdown_timeout_seconds,
@@ -1007,5 +1036,34 @@ mod tests {
         assert!(error.field.starts_with("line"), "{error}");
         assert!(Config::parse("[[routes]\n").is_err());
         assert_eq!(error_field(""), "routes");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text is either a valid config or an error naming a field; never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            if let Err(error) = Config::parse(&text) {
+                prop_assert!(!error.field.is_empty());
+            }
+        }
+
+        #[test]
+        fn arbitrary_values_in_a_valid_shape_never_panic(
+            listen in "\\PC{0,30}",
+            instance in "\\PC{0,60}",
+            prefix in "\\PC{0,30}",
+            timeout in any::<u64>(),
+        ) {
+            let text = format!(
+                "[server]\nlisten = {listen:?}\n[services.s]\ninstances = [{instance:?}]\nread-timeout-ms = {timeout}\n[[routes]]\nprefix = {prefix:?}\nservice = \"s\"\n"
+            );
+            let _ = Config::parse(&text);
+        }
     }
 }

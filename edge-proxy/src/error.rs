@@ -31,6 +31,10 @@ pub enum ProxyError {
     Forbidden,
     /// Over the rate limit; `retry_after` in seconds.
     RateLimited { retry_after: u64 },
+    /// The request target is longer than the limit.
+    UriTooLong,
+    /// The header section is larger than the limit.
+    HeadersTooLarge,
 }
 
 #[derive(Serialize)]
@@ -57,6 +61,8 @@ impl ProxyError {
             ProxyError::Unauthorized { .. } => 401,
             ProxyError::Forbidden => 403,
             ProxyError::RateLimited { .. } => 429,
+            ProxyError::UriTooLong => 414,
+            ProxyError::HeadersTooLarge => 431,
         }
     }
 
@@ -72,6 +78,8 @@ impl ProxyError {
             ProxyError::Unauthorized { .. } => "unauthorized",
             ProxyError::Forbidden => "forbidden",
             ProxyError::RateLimited { .. } => "rate_limited",
+            ProxyError::UriTooLong => "uri_too_long",
+            ProxyError::HeadersTooLarge => "request_header_fields_too_large",
         }
     }
 
@@ -89,6 +97,8 @@ impl ProxyError {
             ProxyError::Unauthorized { .. } => "missing or invalid credentials",
             ProxyError::Forbidden => "these credentials are not allowed on this route",
             ProxyError::RateLimited { .. } => "too many requests; slow down and retry later",
+            ProxyError::UriTooLong => "the request target is too long",
+            ProxyError::HeadersTooLarge => "the request headers are too large",
         }
     }
 

@@ -1,6 +1,7 @@
 //! The edge proxy: a Pingora server in front of the Lambda functions.
 //!
 //! - [`config`]: the TOML file, validated into typed config (errors name the field).
+//! - [`hygiene`]: framing and size checks before routing.
 //! - [`routing`]: path prefix routing, traversal refusal, path and `Location` rewriting.
 //! - [`upstream`]: instance URLs.
 //! - [`pool`]: a service's live instances and the choice of one per attempt.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod discovery;
 pub mod error;
 pub mod health;
+pub mod hygiene;
 pub mod jwks;
 pub mod metrics;
 pub mod pool;

@@ -29,6 +29,7 @@ use crate::auth::{AuthError, AuthMode, Authenticator, Identity};
 use crate::config::{Config, Route};
 use crate::discovery::static_specs;
 use crate::error::ProxyError;
+use crate::hygiene::{self, Limits};
 use crate::metrics::Metrics;
 use crate::pool::{Attempt, ServicePool};
 use crate::ratelimit::{Decision, RateLimiter, RatePolicy};
@@ -58,6 +59,10 @@ pub struct RequestCtx {
     auth_outcome: &'static str,
     request_id: String,
     trace: Option<TraceContext>,
+    /// Request body bytes seen so far.
+    body_bytes: usize,
+    /// For JSON bodies: the UTF-8 check, carrying an incomplete sequence between chunks.
+    utf8: Option<hygiene::Utf8Check>,
 }
 
 impl RequestCtx {
@@ -73,6 +78,7 @@ pub struct EdgeProxy {
     router: Router,
     pools: HashMap<String, Arc<ServicePool>>,
     client_timeout: Duration,
+    limits: Limits,
     metrics: Arc<Metrics>,
     auth: Arc<Authenticator>,
     limiter: RateLimiter,
@@ -115,6 +121,7 @@ impl EdgeProxy {
             router: Router::new(config.routes.clone()),
             pools,
             client_timeout: config.client_timeout,
+            limits: config.limits,
             metrics,
             auth,
             limiter: RateLimiter::new(config.rate_limit_cells),
@@ -235,6 +242,8 @@ impl ProxyHttp for EdgeProxy {
             auth_outcome: "-",
             request_id: String::new(),
             trace: None,
+            body_bytes: 0,
+            utf8: None,
         }
     }
 
@@ -251,6 +260,15 @@ impl ProxyHttp for EdgeProxy {
             header("traceparent"),
             header("tracestate"),
         ));
+        if let Err(error) = hygiene::check(session.req_header(), &self.limits) {
+            error
+                .respond_with(session, &[("x-request-id", ctx.request_id.clone())])
+                .await?;
+            return Ok(true);
+        }
+        if hygiene::declares_json(session.req_header()) {
+            ctx.utf8 = Some(hygiene::Utf8Check::default());
+        }
         let path = session.req_header().uri.path().to_string();
         let route = match self.router.route(&path) {
             Ok(route) => route.clone(),
@@ -282,6 +300,32 @@ impl ProxyHttp for EdgeProxy {
         }
         ctx.route = Some(route);
         Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        ctx.body_bytes += body.as_ref().map_or(0, |b| b.len());
+        if ctx.body_bytes > self.limits.max_body_bytes {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(413),
+                "request body over the limit",
+            ));
+        }
+        if let Some(check) = ctx.utf8.as_mut() {
+            let valid = check.feed(body.as_deref().unwrap_or_default(), end_of_stream);
+            if !valid {
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(400),
+                    "JSON body is not UTF-8",
+                ));
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_peer(

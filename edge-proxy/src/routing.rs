@@ -162,3 +162,40 @@ mod tests {
         assert_eq!(client_location(&route("/x", "s", ""), "/users/1"), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn router() -> Router {
+        let route = |prefix: &str| Route {
+            prefix: prefix.into(),
+            service: "s".into(),
+            strip_prefix: "/api".into(),
+            auth: Default::default(),
+            scopes: Vec::new(),
+            rate_limit: None,
+        };
+        Router::new(vec![route("/api/users"), route("/api/products")])
+    }
+
+    proptest! {
+        /// No path panics the router, and a routed path never climbs out of its prefix.
+        #[test]
+        fn routed_paths_stay_inside_their_prefix(path in "/[a-zA-Z0-9/._%~-]{0,80}") {
+            if let Ok(route) = router().route(&path) {
+                prop_assert!(path.starts_with(&route.prefix));
+                prop_assert!(!path.split('/').any(|s| s == ".." || s == "."));
+                prop_assert!(!path.to_ascii_lowercase().contains("%2e"));
+                let upstream = upstream_path("/base", route, &path);
+                prop_assert!(upstream.starts_with("/base/"));
+            }
+        }
+
+        #[test]
+        fn arbitrary_strings_never_panic(path in "\\PC{0,100}") {
+            let _ = router().route(&path);
+        }
+    }
+}

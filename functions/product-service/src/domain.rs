@@ -334,3 +334,23 @@ mod tests {
         assert_eq!((next.sku.as_str(), next.open_reservations), ("SKU-1", 2));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn skus_match_their_rule(raw in "\\PC{0,80}") {
+            let expected = !raw.is_empty() && raw.len() <= 64 && raw.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
+            prop_assert_eq!(validate_sku(&raw).is_ok(), expected);
+        }
+
+        #[test]
+        fn currencies_are_three_capitals(raw in "\\PC{0,6}") {
+            let expected = raw.len() == 3 && raw.bytes().all(|b| b.is_ascii_uppercase());
+            prop_assert_eq!(validate_currency(&raw).is_ok(), expected);
+        }
+    }
+}

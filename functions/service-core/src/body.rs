@@ -225,3 +225,31 @@ mod tests {
         assert!(code == "invalid_json" || code == "invalid_field", "{code}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use lambda_http::http::HeaderValue;
+    use proptest::prelude::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Input {
+        name: String,
+        count: u32,
+    }
+
+    proptest! {
+        /// Arbitrary bytes as a JSON body always give a 4xx error or a value, never a panic.
+        #[test]
+        fn arbitrary_bodies_are_client_errors(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if let Err(error) = parse_json::<Input>(&headers, &Body::Binary(bytes)) {
+                prop_assert!(error.status().is_client_error());
+                prop_assert!(error.public_message().chars().count() <= 201);
+            }
+        }
+    }
+}

@@ -188,3 +188,34 @@ impl<T> Page<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a client sends as a cursor, decoding never panics, and only a cursor this
+        /// codec minted for this scope is accepted.
+        #[test]
+        fn arbitrary_cursors_never_panic_and_are_refused(cursor in ".{0,300}") {
+            let codec = CursorCodec::new("k");
+            prop_assert!(codec.decode("users", &cursor).is_err());
+        }
+
+        #[test]
+        fn minted_cursors_round_trip(key in "\\PC{0,200}", scope in "[a-z|=]{1,40}") {
+            let codec = CursorCodec::new("k");
+            let cursor = codec.encode(&scope, &key);
+            prop_assert_eq!(codec.decode(&scope, &cursor).unwrap(), key);
+        }
+
+        #[test]
+        fn limits_parse_or_refuse(raw in ".{0,30}") {
+            match parse_limit(Some(&raw)) {
+                Ok(limit) => prop_assert!((1..=MAX_LIMIT).contains(&limit)),
+                Err(error) => prop_assert_eq!(error.code(), "invalid_query"),
+            }
+        }
+    }
+}

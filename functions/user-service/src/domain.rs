@@ -237,3 +237,34 @@ mod tests {
         assert_eq!(updated.updated_at, later);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn accepted_emails_are_well_formed(raw in "\\PC{0,300}") {
+            if let Ok(email) = validate_email(&raw) {
+                prop_assert!(email.len() <= MAX_EMAIL_CHARS);
+                prop_assert_eq!(email.matches('@').count(), 1);
+                prop_assert!(!email.chars().any(char::is_whitespace));
+            }
+        }
+
+        #[test]
+        fn plausible_addresses_are_accepted(local in "[a-z0-9]{1,20}", domain in "[a-z0-9]{1,20}", tld in "[a-z]{2,6}") {
+            let email = format!("{local}@{domain}.{tld}");
+            prop_assert_eq!(validate_email(&email).unwrap(), email);
+        }
+
+        #[test]
+        fn accepted_names_are_trimmed_and_bounded(raw in "\\PC{0,150}") {
+            if let Ok(name) = validate_name(&raw) {
+                prop_assert_eq!(name.trim(), name.as_str());
+                prop_assert!((1..=MAX_NAME_CHARS).contains(&name.chars().count()));
+            }
+        }
+    }
+}

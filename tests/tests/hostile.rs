@@ -1,0 +1,711 @@
+//! Hostile input, table driven, against the real stack through the proxy: malformed bodies,
+//! paths, HTTP framing and credentials. Every case has its expected status; no case may get a
+//! 5xx; every response the proxy or a function writes is the JSON error shape with a short,
+//! plain message that does not echo the payload; and nothing is stored (item counts of every
+//! table are the same before and after). Afterwards proxy and functions still answer.
+//!
+//! Requests go over raw TCP so that malformed HTTP can be sent exactly as written.
+//! Needs `AWS_ENDPOINT_URL` and the table names (local stack) for the item counts.
+
+use std::time::Duration;
+
+use e2e::{api_key, base_url};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// What came back on the wire.
+struct Reply {
+    status: u16,
+    headers: String,
+    body: Vec<u8>,
+}
+
+fn authority() -> String {
+    base_url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+async fn send_raw(bytes: &[u8]) -> Option<Reply> {
+    let mut stream = TcpStream::connect(authority()).await.ok()?;
+    // The peer may close before reading everything (413 on a huge body): ignore write errors.
+    let _ = stream.write_all(bytes).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let head_end = text.find("\r\n\r\n")?;
+    let status = text.get(9..12)?.parse().ok()?;
+    Some(Reply {
+        status,
+        headers: text[..head_end].to_ascii_lowercase(),
+        body: out[head_end + 4..].to_vec(),
+    })
+}
+
+/// One case: a full request and the status it must get. `framing` marks requests that are not
+/// valid HTTP, which Pingora refuses before any of the project's code runs (bare 400, no JSON).
+struct Case {
+    name: String,
+    request: Vec<u8>,
+    status: u16,
+    framing: bool,
+}
+
+fn http(method: &str, target: &str, headers: &[(&str, String)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+        authority()
+    )
+    .into_bytes();
+    for (name, value) in headers {
+        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    if !headers.iter().any(|(n, _)| {
+        n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding")
+    }) {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+fn key() -> (&'static str, String) {
+    ("x-api-key", api_key())
+}
+
+fn json_ct() -> (&'static str, String) {
+    ("content-type", "application/json".to_string())
+}
+
+fn case(name: impl Into<String>, request: Vec<u8>, status: u16) -> Case {
+    Case {
+        name: name.into(),
+        request,
+        status,
+        framing: false,
+    }
+}
+
+fn post_json(path: &str, body: &[u8]) -> Vec<u8> {
+    http("POST", path, &[key(), json_ct()], body)
+}
+
+fn body_cases(existing_user: &str, existing_product: &str) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let malformed: &[&[u8]] = &[
+        b"",
+        b" ",
+        b"{",
+        b"}",
+        b"{\"name\":",
+        b"{\"name\":\"a\"",
+        b"{\"name\" \"a\"}",
+        b"{'name':'a'}",
+        b"{name:\"a\"}",
+        b"null",
+        b"[]",
+        b"\"str\"",
+        b"42",
+        b"true",
+        b"{\"a\":1,}",
+        b"{\"a\":01}",
+        b"\xff\xfe{}",
+        b"{\"name\":\"\xc3\x28\"}",
+        b"{\"name\":\"a\"}garbage",
+        b"\x00{}",
+        b"{\"name\":\"a\\u0000b\",\"email\":\"a@b.co\"}",
+    ];
+    for (path, field_set) in [("/api/users", "users"), ("/api/products", "products")] {
+        for (i, body) in malformed.iter().enumerate() {
+            cases.push(case(
+                format!("{field_set} malformed #{i}"),
+                post_json(path, body),
+                400,
+            ));
+        }
+        let deep = format!("{{\"name\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        cases.push(case(
+            format!("{field_set} 10000-deep nesting"),
+            post_json(path, deep.as_bytes()),
+            400,
+        ));
+        cases.push(case(
+            format!("{field_set} 10 MB body"),
+            post_json(path, &vec![b' '; 10 * 1024 * 1024]),
+            413,
+        ));
+        cases.push(case(
+            format!("{field_set} 100 KB body"),
+            post_json(
+                path,
+                format!("{{\"name\":\"{}\"}}", "a".repeat(100_000)).as_bytes(),
+            ),
+            413,
+        ));
+        for (ct, status) in [
+            ("text/plain", 415),
+            ("application/xml", 415),
+            ("multipart/form-data; boundary=x", 415),
+            ("application/x-www-form-urlencoded", 415),
+            ("application/jsonp", 415),
+        ] {
+            cases.push(case(
+                format!("{field_set} content-type {ct}"),
+                http("POST", path, &[key(), ("content-type", ct.into())], b"{}"),
+                status,
+            ));
+        }
+        cases.push(case(
+            format!("{field_set} no content-type"),
+            http("POST", path, &[key()], b"{\"name\":\"a\"}"),
+            415,
+        ));
+        cases.push(case(
+            format!("{field_set} json type, form body"),
+            post_json(path, b"name=a&email=b"),
+            400,
+        ));
+    }
+
+    let user_fields: &[(&str, &str)] = &[
+        ("name", "5"),
+        ("name", "true"),
+        ("name", "null"),
+        ("name", "[]"),
+        ("name", "{}"),
+        ("name", "\"\""),
+        ("email", "5"),
+        ("email", "null"),
+        ("email", "\"no-at-sign\""),
+        ("email", "\"a@b\""),
+        ("email", "\"<script>@x.io\""),
+    ];
+    for (field, value) in user_fields {
+        let mut body: Value = serde_json::json!({"name": "Ada", "email": "ada@example.com"});
+        body[*field] = serde_json::from_str(value).unwrap();
+        cases.push(case(
+            format!("user {field}={value}"),
+            post_json("/api/users", body.to_string().as_bytes()),
+            400,
+        ));
+    }
+    cases.push(case(
+        "user name 101 chars",
+        post_json(
+            "/api/users",
+            format!("{{\"name\":\"{}\",\"email\":\"a@b.co\"}}", "n".repeat(101)).as_bytes(),
+        ),
+        400,
+    ));
+    cases.push(case(
+        "user email 300 chars",
+        post_json(
+            "/api/users",
+            format!("{{\"name\":\"n\",\"email\":\"a@{}.com\"}}", "b".repeat(300)).as_bytes(),
+        ),
+        400,
+    ));
+    cases.push(case(
+        "user missing email",
+        post_json("/api/users", b"{\"name\":\"Ada\"}"),
+        400,
+    ));
+    cases.push(case(
+        "user missing name",
+        post_json("/api/users", b"{\"email\":\"a@b.co\"}"),
+        400,
+    ));
+    cases.push(case(
+        "user unknown field",
+        post_json(
+            "/api/users",
+            b"{\"name\":\"A\",\"email\":\"a@b.co\",\"role\":\"admin\"}",
+        ),
+        400,
+    ));
+    cases.push(case(
+        "user duplicate key",
+        post_json(
+            "/api/users",
+            b"{\"name\":\"A\",\"name\":\"B\",\"email\":\"a@b.co\"}",
+        ),
+        400,
+    ));
+
+    let product_fields: &[(&str, &str)] = &[
+        ("sku", "\"lower\""),
+        ("sku", "\"\""),
+        ("sku", "123"),
+        ("sku", "\"A B\""),
+        ("name", "\"\""),
+        ("name", "7"),
+        ("price_cents", "-1"),
+        ("price_cents", "19.99"),
+        ("price_cents", "1e400"),
+        ("price_cents", "\"100\""),
+        ("price_cents", "18446744073709551616"),
+        ("price_cents", "1.0"),
+        ("currency", "\"eur\""),
+        ("currency", "\"EURO\""),
+        ("currency", "null"),
+        ("stock", "-1"),
+        ("stock", "4294967296"),
+        ("stock", "2.5"),
+        ("stock", "\"5\""),
+        ("stock", "1e3"),
+        ("category", "\"a/b\""),
+        ("category", "5"),
+        ("category", "\"\""),
+    ];
+    for (field, value) in product_fields {
+        let mut body = format!("{{\"sku\":\"S-1\",\"name\":\"Lamp\",\"price_cents\":100,\"currency\":\"EUR\",\"stock\":1,\"{field}\":{value}}}");
+        if *field != "category" {
+            // Replace the default value for this field instead of adding a duplicate key.
+            let mut v: Value =
+                serde_json::from_str(&body.replace(&format!(",\"{field}\":{value}"), "")).unwrap();
+            v[*field] = Value::Null;
+            body = v.to_string().replace(
+                &format!("\"{field}\":null"),
+                &format!("\"{field}\":{value}"),
+            );
+        }
+        cases.push(case(
+            format!("product {field}={value}"),
+            post_json("/api/products", body.as_bytes()),
+            400,
+        ));
+    }
+    for missing in ["sku", "name", "price_cents", "currency", "stock"] {
+        let mut v = serde_json::json!({"sku":"S-1","name":"Lamp","price_cents":100,"currency":"EUR","stock":1});
+        v.as_object_mut().unwrap().remove(missing);
+        cases.push(case(
+            format!("product missing {missing}"),
+            post_json("/api/products", v.to_string().as_bytes()),
+            400,
+        ));
+    }
+
+    let patch = |path: String, body: &[u8]| http("PATCH", &path, &[key(), json_ct()], body);
+    let user = format!("/api/users/{existing_user}");
+    let product = format!("/api/products/{existing_product}");
+    cases.push(case(
+        "patch user empty object",
+        patch(user.clone(), b"{}"),
+        400,
+    ));
+    cases.push(case(
+        "patch user bad email",
+        patch(user.clone(), b"{\"email\":\"x\"}"),
+        400,
+    ));
+    cases.push(case(
+        "patch user unknown field",
+        patch(user.clone(), b"{\"id\":\"other\"}"),
+        400,
+    ));
+    cases.push(case(
+        "patch user if-match garbage",
+        http(
+            "PATCH",
+            &user,
+            &[key(), json_ct(), ("if-match", "nonsense".into())],
+            b"{\"name\":\"X\"}",
+        ),
+        412,
+    ));
+    cases.push(case(
+        "patch product sku",
+        patch(product.clone(), b"{\"sku\":\"NEW\"}"),
+        400,
+    ));
+    cases.push(case(
+        "patch product negative stock",
+        patch(product.clone(), b"{\"stock\":-3}"),
+        400,
+    ));
+    cases.push(case(
+        "patch product null json",
+        patch(product.clone(), b"null"),
+        400,
+    ));
+    let reservations = format!("{product}/reservations");
+    for (name, body) in [
+        ("reserve 0", &b"{\"quantity\":0}"[..]),
+        ("reserve 1001", b"{\"quantity\":1001}"),
+        ("reserve -1", b"{\"quantity\":-1}"),
+        ("reserve 1.5", b"{\"quantity\":1.5}"),
+        ("reserve string", b"{\"quantity\":\"1\"}"),
+        ("reserve missing", b"{}"),
+        ("reserve extra", b"{\"quantity\":1,\"free\":true}"),
+    ] {
+        cases.push(case(name, post_json(&reservations, body), 400));
+    }
+    cases.push(case(
+        "reserve huge",
+        post_json(&reservations, b"{\"quantity\":99999999999999999999}"),
+        400,
+    ));
+    cases
+}
+
+fn path_cases() -> Vec<Case> {
+    let get = |target: &str| http("GET", target, &[key()], b"");
+    let mut cases = Vec::new();
+    for target in [
+        "/api/users/../products",
+        "/api/users/./x",
+        "/api/users/%2e%2e/products",
+        "/api/users/%2E%2E/%2E%2E/etc/passwd",
+        "/api/users%2F..%2Fproducts",
+        "/api/users/%252e%252e/products",
+        "/api/users/..%2fproducts",
+        "/api/users\\..\\products",
+        "//api/users",
+        "/api//users",
+        "/api/users/%00",
+        "/api/users/%5c..%5cproducts",
+        "/api/users/.%2e/products",
+    ] {
+        cases.push(case(format!("traversal {target}"), get(target), 400));
+    }
+    for (target, status) in [
+        (format!("/api/users/{}", "a".repeat(5000)), 404),
+        (format!("/api/users/{}", "a".repeat(9000)), 414),
+        (format!("/api/users?q={}", "x".repeat(9000)), 414),
+        (format!("/{}", "seg/".repeat(2100)), 414),
+        ("/api/users/'%20OR%201=1--".to_string(), 404),
+        (
+            "/api/users/%3Cscript%3Ealert(1)%3C%2Fscript%3E".to_string(),
+            400,
+        ),
+        ("/api/users/%F0%9F%92%A9".to_string(), 404),
+        ("/api/users/%ZZ".to_string(), 404),
+        (
+            "/api/users/00000000-0000-0000-0000-00000000000g".to_string(),
+            404,
+        ),
+        ("/api/products/%20".to_string(), 404),
+        ("/api/products/x/reservations/y/z".to_string(), 404),
+        ("/api/nothing".to_string(), 404),
+        ("/api".to_string(), 404),
+        ("/api/users?limit=0".to_string(), 400),
+        ("/api/users?limit=-5".to_string(), 400),
+        ("/api/users?limit=1e2".to_string(), 400),
+        ("/api/users?limit=99999999999999999999".to_string(), 400),
+        ("/api/users?limit=".to_string(), 400),
+        ("/api/users?limit=5&limit=6".to_string(), 400),
+        ("/api/users?cursor=".to_string(), 400),
+        ("/api/users?cursor=%00%00".to_string(), 400),
+        (
+            "/api/users?cursor=eyJrIjoiVVNFUiN4In0.AAAA".to_string(),
+            400,
+        ),
+        (format!("/api/users?cursor={}", "A".repeat(2000)), 400),
+        ("/api/products?category=../../x".to_string(), 400),
+        ("/api/products?category=%3Cb%3E".to_string(), 400),
+        ("/api/products?limit=abc&category=ok".to_string(), 400),
+    ] {
+        cases.push(case(
+            format!("path {}", &target[..target.len().min(60)]),
+            get(&target),
+            status,
+        ));
+    }
+    cases
+}
+
+fn http_cases() -> Vec<Case> {
+    let host = authority();
+    let k = api_key();
+    let mut cases = Vec::new();
+    for method in ["BREW", "PROPFIND", "TRACE", "PUT", "FOO-BAR"] {
+        cases.push(case(
+            format!("method {method}"),
+            http(method, "/api/users", &[key()], b""),
+            405,
+        ));
+    }
+    let raw = |name: &str, bytes: String, status: u16, framing: bool| Case {
+        name: name.into(),
+        request: bytes.into_bytes(),
+        status,
+        framing,
+    };
+    cases.push(raw(
+        "no host",
+        format!("GET /api/users HTTP/1.1\r\nx-api-key: {k}\r\nConnection: close\r\n\r\n"),
+        400,
+        false,
+    ));
+    cases.push(raw("64 KB header", format!("GET /api/users HTTP/1.1\r\nHost: {host}\r\nx-api-key: {k}\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "a".repeat(65536)), 431, false));
+    cases.push(raw("many headers", format!("GET /api/users HTTP/1.1\r\nHost: {host}\r\nx-api-key: {k}\r\n{}Connection: close\r\n\r\n", "X-A: b\r\n".repeat(300)), 400, true));
+    cases.push(raw("CR in header value", format!("GET /api/users HTTP/1.1\r\nHost: {host}\r\nX-A: a\rb\r\nx-api-key: {k}\r\nConnection: close\r\n\r\n"), 400, true));
+    cases.push(raw("header injection attempt", format!("GET /api/users HTTP/1.1\r\nHost: {host}\r\nX-A: a\r\n\rX-B: c\r\nx-api-key: {k}\r\nConnection: close\r\n\r\n"), 400, true));
+    cases.push(raw("space before colon", format!("GET /api/users HTTP/1.1\r\nHost: {host}\r\nX-A : a\r\nx-api-key: {k}\r\nConnection: close\r\n\r\n"), 400, true));
+    cases.push(raw("conflicting content-length", format!("POST /api/users HTTP/1.1\r\nHost: {host}\r\nx-api-key: {k}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 3\r\nConnection: close\r\n\r\n{{}}x"), 400, true));
+    cases.push(raw("duplicate equal content-length", format!("POST /api/users HTTP/1.1\r\nHost: {host}\r\nx-api-key: {k}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"), 400, false));
+    cases.push(raw("negative content-length", format!("POST /api/users HTTP/1.1\r\nHost: {host}\r\nx-api-key: {k}\r\nContent-Length: -1\r\nConnection: close\r\n\r\n"), 400, true));
+    cases.push(raw("content-length + transfer-encoding", format!("POST /api/users HTTP/1.1\r\nHost: {host}\r\nx-api-key: {k}\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\nGET /api/products HTTP/1.1\r\nHost: {host}\r\n\r\n"), 400, false));
+    cases.push(raw("transfer-encoding gzip,chunked", format!("POST /api/users HTTP/1.1\r\nHost: {host}\r\nx-api-key: {k}\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n"), 400, false));
+    cases.push(raw("transfer-encoding twice", format!("POST /api/users HTTP/1.1\r\nHost: {host}\r\nx-api-key: {k}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\nConnection: close\r\n\r\n0\r\n\r\n"), 400, true));
+    cases.push(raw("bad chunk size", format!("POST /api/users HTTP/1.1\r\nHost: {host}\r\nx-api-key: {k}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n"), 400, false));
+    cases.push(raw("chunk longer than declared", format!("POST /api/users HTTP/1.1\r\nHost: {host}\r\nx-api-key: {k}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n1\r\n{{}}\r\n0\r\n\r\n"), 400, false));
+    cases.push(raw("chunked body 2 MB", format!("POST /api/users HTTP/1.1\r\nHost: {host}\r\nx-api-key: {k}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n200000\r\n{}\r\n0\r\n\r\n", " ".repeat(0x200000)), 413, false));
+    cases.push(raw(
+        "garbage request line",
+        "\x01\x02 nonsense\r\n\r\n".to_string(),
+        400,
+        true,
+    ));
+    cases.push(raw(
+        "HTTP/0.9",
+        "GET /api/users\r\n\r\n".to_string(),
+        400,
+        true,
+    ));
+    cases.push(raw("absolute-form target", format!("GET http://evil.example/api/users HTTP/1.1\r\nHost: {host}\r\nx-api-key: {k}\r\nConnection: close\r\n\r\n"), 400, true));
+    cases.push(raw(
+        "asterisk target",
+        format!(
+            "OPTIONS * HTTP/1.1\r\nHost: {host}\r\nx-api-key: {k}\r\nConnection: close\r\n\r\n"
+        ),
+        400,
+        false,
+    ));
+    cases.push(raw("unknown version", format!("GET /api/users HTTP/7.3\r\nHost: {host}\r\nx-api-key: {k}\r\nConnection: close\r\n\r\n"), 400, true));
+    cases
+}
+
+fn auth_cases() -> Vec<Case> {
+    let get = |headers: &[(&str, String)]| http("GET", "/api/users", headers, b"");
+    let none_alg = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhZG1pbiIsInNjb3BlIjoidXNlcnMiLCJleHAiOjQxMDI0NDQ4MDB9.";
+    let mut cases = Vec::new();
+    for (name, headers, status) in [
+        ("no credentials", vec![], 401),
+        ("empty api key", vec![("x-api-key", String::new())], 401),
+        (
+            "wrong api key",
+            vec![("x-api-key", "nope".to_string())],
+            401,
+        ),
+        (
+            "api key with spaces",
+            vec![("x-api-key", format!(" {} ", api_key()))],
+            200,
+        ),
+        (
+            "16 KB api key",
+            vec![("x-api-key", "k".repeat(16 * 1024))],
+            401,
+        ),
+        (
+            "bearer only",
+            vec![("authorization", "Bearer".to_string())],
+            401,
+        ),
+        (
+            "bearer empty",
+            vec![("authorization", "Bearer ".to_string())],
+            401,
+        ),
+        (
+            "basic auth",
+            vec![("authorization", "Basic YWRtaW46YWRtaW4=".to_string())],
+            401,
+        ),
+        (
+            "two-part token",
+            vec![("authorization", "Bearer a.b".to_string())],
+            401,
+        ),
+        (
+            "garbage token",
+            vec![("authorization", "Bearer !!!.@@@.###".to_string())],
+            401,
+        ),
+        (
+            "alg none token",
+            vec![("authorization", format!("Bearer {none_alg}"))],
+            401,
+        ),
+        (
+            "20 KB token",
+            vec![(
+                "authorization",
+                format!(
+                    "Bearer {}.{}.{}",
+                    "a".repeat(10_000),
+                    "b".repeat(10_000),
+                    "c"
+                ),
+            )],
+            401,
+        ),
+        (
+            "spoofed identity only",
+            vec![
+                ("x-consumer-id", "admin".to_string()),
+                ("x-consumer-scopes", "users".to_string()),
+            ],
+            401,
+        ),
+        (
+            "spoofed identity and bad key",
+            vec![
+                ("x-consumer-id", "admin".to_string()),
+                ("x-api-key", "bad".to_string()),
+            ],
+            401,
+        ),
+        (
+            "products-only key on users",
+            vec![("x-api-key", "lambda-edge-products-only-key".to_string())],
+            403,
+        ),
+    ] {
+        cases.push(case(format!("auth {name}"), get(&headers), status));
+    }
+    cases
+}
+
+async fn item_counts() -> Vec<(String, i32)> {
+    let client = service_core::dynamo::client_from_env().await;
+    let mut counts = Vec::new();
+    for table in ["UsersTable", "ProductsTable", "RegistryTable"] {
+        let mut total = 0;
+        let mut start = None;
+        loop {
+            let page = client
+                .scan()
+                .table_name(table)
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("count {table}: {e}"));
+            total += page.count();
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        counts.push((table.to_string(), total));
+    }
+    counts
+}
+
+async fn create(path: &str, body: &str) -> String {
+    let reply = send_raw(&post_json(path, body.as_bytes())).await.unwrap();
+    assert_eq!(
+        reply.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let json: Value = serde_json::from_slice(&reply.body).unwrap();
+    json["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn hostile_inputs_get_4xx_json_and_store_nothing() {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let user = create(
+        "/api/users",
+        &format!("{{\"name\":\"Target\",\"email\":\"t{unique}@example.com\"}}"),
+    )
+    .await;
+    let product = create(
+        "/api/products",
+        &format!("{{\"sku\":\"H-{}\",\"name\":\"Target\",\"price_cents\":1,\"currency\":\"EUR\",\"stock\":5}}", &unique[..12].to_uppercase()),
+    )
+    .await;
+
+    let mut cases = body_cases(&user, &product);
+    cases.extend(path_cases());
+    cases.extend(http_cases());
+    cases.extend(auth_cases());
+    assert!(cases.len() >= 150, "the suite has {} cases", cases.len());
+
+    let before = item_counts().await;
+    let mut failures = Vec::new();
+    for case in &cases {
+        let Some(reply) = send_raw(&case.request).await else {
+            failures.push(format!("{}: no HTTP response", case.name));
+            continue;
+        };
+        if reply.status >= 500 {
+            failures.push(format!("{}: server error {}", case.name, reply.status));
+        }
+        if reply.status != case.status {
+            failures.push(format!(
+                "{}: expected {}, got {} {}",
+                case.name,
+                case.status,
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            ));
+            continue;
+        }
+        if case.framing || reply.status == 200 {
+            continue;
+        }
+        if !reply.headers.contains("content-type: application/json") {
+            failures.push(format!("{}: not JSON: {}", case.name, reply.headers));
+            continue;
+        }
+        match serde_json::from_slice::<Value>(&reply.body) {
+            Ok(json) => {
+                let code = json["error"]["code"].as_str().unwrap_or("");
+                let message = json["error"]["message"].as_str().unwrap_or("");
+                if code.is_empty() || message.is_empty() || message.chars().count() > 250 {
+                    failures.push(format!("{}: bad error shape {json}", case.name));
+                }
+                if message.contains('<') || message.contains("\r") || message.contains("aaaaaaaaaa")
+                {
+                    failures.push(format!(
+                        "{}: message echoes the payload: {message}",
+                        case.name
+                    ));
+                }
+            }
+            Err(e) => failures.push(format!("{}: body is not JSON ({e})", case.name)),
+        }
+    }
+    let after = item_counts().await;
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    assert_eq!(before, after, "hostile requests stored something");
+    println!("{} hostile cases passed", cases.len());
+
+    // Still alive: proxy and both functions answer.
+    for path in ["/api/users?limit=1", "/api/products?limit=1"] {
+        let reply = send_raw(&http("GET", path, &[key()], b"")).await.unwrap();
+        assert_eq!(reply.status, 200, "{path} after the suite");
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_mid_body_is_cut_off() {
+    let mut stream = TcpStream::connect(authority()).await.unwrap();
+    let head = format!(
+        "POST /api/users HTTP/1.1\r\nHost: {}\r\nx-api-key: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\":",
+        authority(),
+        api_key()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The test stack cuts clients that stall for 3 s; give it ample time.
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut out)).await;
+    assert!(closed.is_ok(), "the proxy kept a stalled connection open");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.is_empty() || text.starts_with("HTTP/1.1 4"), "{text}");
+}
