@@ -215,6 +215,12 @@ pub struct ServiceSection {
     /// Upstream statuses that count as failures for the breaker and may be retried.
     #[serde(default = "default_failure_statuses")]
     pub failure_statuses: Vec<u16>,
+    /// Sign requests with SigV4 (service `lambda`) for Lambda function URLs with IAM auth.
+    #[serde(default)]
+    pub aws_iam: bool,
+    /// Region to sign for when an instance URL does not name one.
+    #[serde(default)]
+    pub aws_region: Option<String>,
     #[serde(default)]
     pub health_check: HealthCheckSection,
     #[serde(default)]
@@ -399,6 +405,8 @@ pub struct ServiceConfig {
     pub read_timeout: Duration,
     pub total_timeout: Duration,
     pub failure_statuses: Vec<u16>,
+    pub aws_iam: bool,
+    pub aws_region: Option<String>,
     pub health_check: HealthCheckConfig,
     pub breaker: BreakerConfig,
     pub retry: RetryConfig,
@@ -935,6 +943,28 @@ fn validate_service(
         half_open_probes: positive(&format!("{cb_field}.half-open-probes"), cb.half_open_probes)?,
     };
 
+    if section.aws_iam {
+        for (i, url) in instances.iter().enumerate() {
+            if section.aws_region.is_none() && crate::sigv4::region_from_host(&url.host).is_none() {
+                return Err(ConfigError::new(
+                    format!("{field}.instances[{i}]"),
+                    "aws-iam needs a function URL host (<id>.lambda-url.<region>.on.aws) or aws-region",
+                ));
+            }
+        }
+    }
+    if let Some(region) = &section.aws_region {
+        if region.is_empty()
+            || !region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(ConfigError::new(
+                format!("{field}.aws-region"),
+                "is not a region name",
+            ));
+        }
+    }
     let retry = section.retry;
     if !(0.0..=1.0).contains(&retry.budget_ratio) {
         return Err(ConfigError::new(
@@ -952,6 +982,8 @@ fn validate_service(
         read_timeout,
         total_timeout,
         failure_statuses: section.failure_statuses,
+        aws_iam: section.aws_iam,
+        aws_region: section.aws_region,
         health_check,
         breaker,
         retry: RetryConfig {

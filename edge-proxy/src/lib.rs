@@ -14,6 +14,7 @@
 //! - [`ratelimit`]: GCRA rate limiting in bounded memory.
 //! - [`proxy`]: the `ProxyHttp` implementation, phase by phase.
 //! - [`error`]: the proxy's own JSON error responses.
+//! - [`sigv4`]: SigV4 signing for `aws-iam` upstreams (Lambda function URLs).
 //! - [`server`]: building and running the Pingora server.
 //! - [`telemetry`]: log set-up; [`trace`]: request ids and W3C trace context.
 //! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`).
@@ -35,6 +36,7 @@ pub mod registry;
 pub mod retry;
 pub mod routing;
 pub mod server;
+pub mod sigv4;
 pub mod telemetry;
 pub mod trace;
 pub mod upstream;

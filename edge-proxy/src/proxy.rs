@@ -34,6 +34,7 @@ use crate::metrics::Metrics;
 use crate::pool::{Attempt, ServicePool};
 use crate::ratelimit::{Decision, RateLimiter, RatePolicy};
 use crate::routing::{client_location, upstream_path, RouteError, Router};
+use crate::sigv4::{region_from_host, signed_headers, Signable, Signer};
 use crate::trace::{request_id, TraceContext};
 
 /// Attempts per request: the first try and at most one retry.
@@ -63,6 +64,8 @@ pub struct RequestCtx {
     body_bytes: usize,
     /// For JSON bodies: the UTF-8 check, carrying an incomplete sequence between chunks.
     utf8: Option<hygiene::Utf8Check>,
+    /// The whole request body, read up front for upstreams that need it signed.
+    signed_body: Option<Vec<u8>>,
 }
 
 impl RequestCtx {
@@ -83,6 +86,7 @@ pub struct EdgeProxy {
     auth: Arc<Authenticator>,
     limiter: RateLimiter,
     forward_credentials: bool,
+    signer: Option<Arc<Signer>>,
 }
 
 /// Identity headers the proxy sets; any a client sends are removed first.
@@ -107,7 +111,12 @@ fn is_idempotent(method: &Method) -> bool {
 impl EdgeProxy {
     /// Builds the proxy with one pool per service, holding its static instances; discovery adds
     /// registry instances later.
-    pub fn new(config: &Config, metrics: Arc<Metrics>, auth: Arc<Authenticator>) -> EdgeProxy {
+    pub fn new(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        auth: Arc<Authenticator>,
+        signer: Option<Arc<Signer>>,
+    ) -> EdgeProxy {
         let pools = config
             .services
             .iter()
@@ -126,6 +135,7 @@ impl EdgeProxy {
             auth,
             limiter: RateLimiter::new(config.rate_limit_cells),
             forward_credentials: config.auth.forward_credentials,
+            signer,
         }
     }
 
@@ -201,6 +211,57 @@ impl EdgeProxy {
         self.pools.values().cloned().collect()
     }
 
+    /// Adds the SigV4 headers for the chosen instance.
+    async fn sign(
+        &self,
+        upstream_request: &mut RequestHeader,
+        ctx: &RequestCtx,
+    ) -> pingora::Result<()> {
+        let refuse = |why: String| {
+            tracing::error!(request_id = %ctx.request_id, error = %why, "cannot sign the upstream request");
+            Error::explain(
+                ErrorType::HTTPStatus(502),
+                "upstream request could not be signed",
+            )
+        };
+        let (Some(pool), Some(attempt), Some(signer)) = (&ctx.pool, &ctx.attempt, &self.signer)
+        else {
+            return Err(refuse("no signer".into()));
+        };
+        let url = &attempt.instance.url;
+        let region = region_from_host(&url.host)
+            .or_else(|| pool.config.aws_region.clone())
+            .ok_or_else(|| refuse(format!("no region for {url}")))?;
+        let credentials = signer.credentials().await.map_err(refuse)?;
+        let scheme = if url.tls { "https" } else { "http" };
+        let host = url.host_header();
+        let target = upstream_request
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let url_text = format!("{scheme}://{host}{target}");
+        let signable = Signable {
+            method: upstream_request.method.as_str(),
+            url: &url_text,
+            host: &host,
+            body: ctx.signed_body.as_deref().unwrap_or_default(),
+        };
+        let headers = signed_headers(
+            &credentials,
+            &region,
+            "lambda",
+            signable,
+            std::time::SystemTime::now(),
+        )
+        .map_err(refuse)?;
+        upstream_request.remove_header("authorization");
+        for (name, value) in headers {
+            upstream_request.insert_header(name, value)?;
+        }
+        Ok(())
+    }
+
     /// Whether the failed attempt may be retried on another instance; takes a retry from the
     /// budget if so.
     fn may_retry(&self, session: &Session, ctx: &RequestCtx, request_sent: bool) -> bool {
@@ -244,6 +305,7 @@ impl ProxyHttp for EdgeProxy {
             trace: None,
             body_bytes: 0,
             utf8: None,
+            signed_body: None,
         }
     }
 
@@ -297,6 +359,25 @@ impl ProxyHttp for EdgeProxy {
         }
         if is_idempotent(&session.req_header().method) {
             session.as_mut().enable_retry_buffering();
+        }
+        if ctx.pool.as_ref().is_some_and(|p| p.config.aws_iam) {
+            // SigV4 for function URLs covers the body hash, so read the body before signing.
+            // Pingora forwards it from the retry buffer, which bounds it (64 KiB).
+            session.as_mut().enable_retry_buffering();
+            let mut body = Vec::new();
+            while let Some(chunk) = session.read_request_body().await? {
+                body.extend_from_slice(&chunk);
+                if body.len() > self.limits.max_body_bytes
+                    || session.as_ref().retry_buffer_truncated()
+                {
+                    ctx.route = Some(route);
+                    ProxyError::PayloadTooLarge
+                        .respond_with(session, &[("x-request-id", ctx.request_id.clone())])
+                        .await?;
+                    return Ok(true);
+                }
+            }
+            ctx.signed_body = Some(body);
         }
         ctx.route = Some(route);
         Ok(false)
@@ -428,6 +509,24 @@ impl ProxyHttp for EdgeProxy {
             upstream_request.insert_header("x-consumer-scopes", identity.scopes.join(" "))?;
             upstream_request.insert_header("x-auth-method", identity.method)?;
         }
+        for hop_by_hop in [
+            "connection",
+            "keep-alive",
+            "proxy-authorization",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "upgrade",
+        ] {
+            upstream_request.remove_header(hop_by_hop);
+        }
+        if ctx.pool.as_ref().is_some_and(|p| p.config.aws_iam) {
+            // Last, so nothing set above changes what was signed.
+            if let Err(error) = self.sign(upstream_request, ctx).await {
+                ctx.retry_decided = Some(false);
+                return Err(error);
+            }
+        }
         Ok(())
     }
 
@@ -441,6 +540,17 @@ impl ProxyHttp for EdgeProxy {
         let Some(pool) = ctx.pool.clone() else {
             return Ok(());
         };
+        if pool.config.aws_iam && (status == 401 || status == 403) {
+            // The upstream refused the proxy's own signature: not the client's fault, and not
+            // something another try fixes.
+            tracing::error!(request_id = %ctx.request_id, status, service = %pool.config.name, "signed upstream refused the request");
+            ctx.end_upstream(&self.metrics);
+            ctx.retry_decided = Some(false);
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(502),
+                "upstream refused the signature",
+            ));
+        }
         let failure = pool.config.failure_statuses.contains(&status);
         ctx.end_upstream(&self.metrics);
         if let Some(attempt) = ctx.attempt.as_mut() {

@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::pool::ServicePool;
 use crate::proxy::EdgeProxy;
 use crate::registry::{DynamoRegistry, RegistrySource};
+use crate::sigv4::Signer;
 
 /// What a running proxy exposes to its admin listener and to tests.
 #[derive(Clone)]
@@ -41,6 +42,27 @@ pub fn build(
     config: &Config,
     registry: Option<Arc<dyn RegistrySource>>,
 ) -> Result<(Server, ProxyHandle), String> {
+    build_with(
+        config,
+        Overrides {
+            registry,
+            signer: None,
+        },
+    )
+}
+
+/// Replacements for the proxy's AWS dependencies, for tests.
+#[derive(Default)]
+pub struct Overrides {
+    /// Registry source instead of the configured table.
+    pub registry: Option<Arc<dyn RegistrySource>>,
+    /// Signer (with its credentials) instead of the default AWS provider chain.
+    pub signer: Option<Arc<Signer>>,
+}
+
+/// [`build`] with any of the AWS dependencies replaced.
+pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, ProxyHandle), String> {
+    let registry = overrides.registry;
     let conf = ServerConf {
         threads: config.threads,
         grace_period_seconds: Some(config.grace_period_seconds),
@@ -68,7 +90,18 @@ pub fn build(
         };
         server.add_service(background_service("jwks", refresher));
     }
-    let proxy = EdgeProxy::new(config, Arc::clone(&metrics), auth);
+    let signer = match overrides.signer {
+        Some(signer) => Some(signer),
+        None if config.services.values().any(|s| s.aws_iam) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("runtime: {e}"))?;
+            Some(Arc::new(runtime.block_on(Signer::from_env())))
+        }
+        None => None,
+    };
+    let proxy = EdgeProxy::new(config, Arc::clone(&metrics), auth, signer);
     let pools = proxy.pools();
 
     let registry = match (registry, &config.registry) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use edge_proxy::config::Config;
 use edge_proxy::registry::RegistrySource;
-use edge_proxy::server::{build, ProxyHandle};
+use edge_proxy::server::{build_with, Overrides, ProxyHandle};
 use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -22,6 +22,9 @@ pub enum Behaviour {
     Ok,
     Status(u16),
     Delay(Duration),
+    /// Checks the SigV4 signature against these test credentials (access key, secret) and
+    /// region; 403 when it is missing or wrong, as a Lambda function URL would.
+    VerifySigV4(&'static str, &'static str, &'static str),
 }
 
 /// A stub upstream that can be stopped (port closed) and started again on the same port.
@@ -143,6 +146,7 @@ async fn handle(
                 Ok(n) => buffer.extend_from_slice(&chunk[..n]),
             }
         }
+        let body = buffer[head_end..head_end + content_length].to_vec();
         buffer.drain(..head_end + content_length);
         let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
         let status = if path.ends_with("/health") {
@@ -157,6 +161,13 @@ async fn handle(
                 Behaviour::Delay(delay) => {
                     tokio::time::sleep(delay).await;
                     200
+                }
+                Behaviour::VerifySigV4(access_key, secret, region) => {
+                    if signature_ok(&head, &body, access_key, secret, region) {
+                        200
+                    } else {
+                        403
+                    }
                 }
             }
         };
@@ -216,6 +227,18 @@ pub async fn start_proxy(
     config_text: &str,
     registry: Option<Arc<dyn RegistrySource>>,
 ) -> RunningProxy {
+    start_proxy_with(
+        config_text,
+        Overrides {
+            registry,
+            signer: None,
+        },
+    )
+    .await
+}
+
+/// [`start_proxy`] with AWS dependencies replaced.
+pub async fn start_proxy_with(config_text: &str, overrides: Overrides) -> RunningProxy {
     let port = free_port();
     let mut text = config_text.replace("{port}", &port.to_string());
     if !text.contains("admin-listen") {
@@ -226,7 +249,7 @@ pub async fn start_proxy(
         );
     }
     let config = Config::parse(&text).unwrap();
-    let (server, handle) = build(&config, registry).unwrap();
+    let (server, handle) = build_with(&config, overrides).unwrap();
     let (stop, receiver) = tokio::sync::oneshot::channel();
     let thread = std::thread::spawn(move || {
         server.run(RunArgs {
@@ -264,4 +287,67 @@ pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) ->
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     condition()
+}
+
+fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Recomputes the signature the way the receiving service would.
+fn signature_ok(head: &str, body: &[u8], access_key: &str, secret: &str, region: &str) -> bool {
+    let (Some(authorization), Some(date), Some(host)) = (
+        header_value(head, "authorization"),
+        header_value(head, "x-amz-date"),
+        header_value(head, "host"),
+    ) else {
+        return false;
+    };
+    let mut request_line = head.lines().next().unwrap_or("").split_whitespace();
+    let (method, target) = (
+        request_line.next().unwrap_or(""),
+        request_line.next().unwrap_or("/"),
+    );
+    let Some(time) = parse_amz_date(date) else {
+        return false;
+    };
+    let credentials =
+        aws_credential_types::Credentials::new(access_key, secret, None, None, "stub");
+    let url = format!("http://{host}{target}");
+    let signable = edge_proxy::sigv4::Signable {
+        method,
+        url: &url,
+        host,
+        body,
+    };
+    match edge_proxy::sigv4::signed_headers(&credentials, region, "lambda", signable, time) {
+        Ok(expected) => expected
+            .iter()
+            .any(|(n, v)| n == "authorization" && v == authorization),
+        Err(_) => false,
+    }
+}
+
+/// `20150830T123600Z` to a time.
+fn parse_amz_date(date: &str) -> Option<std::time::SystemTime> {
+    let n = |range: std::ops::Range<usize>| date.get(range)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, s) = (
+        n(0..4)?,
+        n(4..6)?,
+        n(6..8)?,
+        n(9..11)?,
+        n(11..13)?,
+        n(13..15)?,
+    );
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (mo + if mo > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + s;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
 }
