@@ -1,7 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make dev    run the whole stack locally (DynamoDB endpoint, tables, functions, proxy on :8080)
 #   make test   run every check and test (what CI runs)
-.PHONY: dev test setup stack-up stack-down fmt lint instances
+.PHONY: dev test setup stack-up stack-down fmt lint instances build-aws bench
 
 dev:
 	scripts/dev.sh
@@ -31,3 +31,14 @@ lint:
 instances:
 	@set -a; eval "$$(scripts/stack.sh env dev)"; set +a; \
 	AWS_EC2_METADATA_DISABLED=true target/debug/edge-proxy --log-format text registry list --table RegistryTable
+
+# Build both functions for AWS (arm64, release) the way `sam deploy` will: SAM's
+# rust-cargolambda build method, cross-compiled with cargo-lambda and zig from .tools/venv.
+build-aws: setup
+	PATH="$(CURDIR)/.tools/venv/bin:$$PATH" SAM_CLI_TELEMETRY=0 SAM_CLI_BETA_RUST_CARGO_LAMBDA=1 \
+		sam build --beta-features --template template.yaml
+	@ls -l .aws-sam/build/UserServiceFunction/bootstrap .aws-sam/build/ProductServiceFunction/bootstrap
+
+# Benchmarks (not part of `make test`): bench/run.sh, results in bench/results/latest.md.
+bench:
+	bench/run.sh
