@@ -13,15 +13,30 @@ use edge_proxy::ratelimit::{RateLimiter, RatePolicy};
 fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 fn main() {
-    let counts: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let counts = if counts.is_empty() { vec![1_000, 100_000, 1_000_000] } else { counts };
+    let counts: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let counts = if counts.is_empty() {
+        vec![1_000, 100_000, 1_000_000]
+    } else {
+        counts
+    };
     let limiter = RateLimiter::new(1 << 20);
-    let policy = RatePolicy { name: "bench".into(), rate_per_second: 100.0, burst: 200 };
+    let policy = RatePolicy {
+        name: "bench".into(),
+        rate_per_second: 100.0,
+        burst: 200,
+    };
     // Touch every cell once so the table is resident before measuring.
     let now = Instant::now();
     for i in 0..(1u64 << 21) {

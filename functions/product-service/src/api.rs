@@ -145,48 +145,35 @@ impl App {
         let input: UpdateProduct = parse_json(request.headers(), request.body())?;
         let patch = input.validate()?;
         let precondition = Precondition::from_headers(request.headers());
-        for _ in 0..UPDATE_ATTEMPTS {
-            let current = self.find(id).await?;
-            if !precondition.admits(current.version) {
-                return Err(ApiError::VersionMismatch);
-            }
-            let next = patch.apply(&current, Utc::now());
-            match self.store.replace(&current, &next).await {
-                Ok(()) => {
-                    return Ok(with_version(
-                        json(StatusCode::OK, &next),
-                        next.version,
-                        None,
-                    ))
-                }
-                Err(ApiError::VersionMismatch) if precondition == Precondition::Any => continue,
-                Err(error) => return Err(error),
-            }
-        }
-        Err(ApiError::Unavailable(format!(
-            "product {id}: too many concurrent updates"
-        )))
+        let updated = precondition
+            .retry_lost_races(UPDATE_ATTEMPTS, || async {
+                let current = self.find(id).await?;
+                precondition.check(current.version)?;
+                let next = patch.apply(&current, Utc::now());
+                self.store.replace(&current, &next).await?;
+                Ok(next)
+            })
+            .await?;
+        Ok(with_version(
+            json(StatusCode::OK, &updated),
+            updated.version,
+            None,
+        ))
     }
 
     async fn delete(&self, id: &str, request: &Request) -> Result<Response<Body>, ApiError> {
         let precondition = Precondition::from_headers(request.headers());
-        for _ in 0..UPDATE_ATTEMPTS {
-            let current = self.find(id).await?;
-            if !precondition.admits(current.version) {
-                return Err(ApiError::VersionMismatch);
-            }
-            if current.open_reservations > 0 {
-                return Err(has_open_reservations());
-            }
-            match self.store.delete(&current).await {
-                Ok(()) => return Ok(no_content()),
-                Err(ApiError::VersionMismatch) if precondition == Precondition::Any => continue,
-                Err(error) => return Err(error),
-            }
-        }
-        Err(ApiError::Unavailable(format!(
-            "product {id}: too many concurrent updates"
-        )))
+        precondition
+            .retry_lost_races(UPDATE_ATTEMPTS, || async {
+                let current = self.find(id).await?;
+                precondition.check(current.version)?;
+                if current.open_reservations > 0 {
+                    return Err(has_open_reservations());
+                }
+                self.store.delete(&current).await
+            })
+            .await?;
+        Ok(no_content())
     }
 
     async fn reserve(&self, id: &str, request: &Request) -> Result<Response<Body>, ApiError> {

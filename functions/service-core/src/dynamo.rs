@@ -136,6 +136,36 @@ pub async fn conflict_backoff(attempt: usize) {
     tokio::time::sleep(Duration::from_millis(millis)).await;
 }
 
+/// Runs a transaction, retrying (with a short backoff) while DynamoDB cancels it for a conflict
+/// with another transaction. `Ok(Err(codes))` when it was cancelled for anything else: one
+/// reason code per action, for the caller to map (`ConditionalCheckFailed` at index i, ...).
+pub async fn transact(
+    client: &aws_sdk_dynamodb::Client,
+    actions: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+) -> Result<Result<(), Vec<String>>, ApiError> {
+    let mut attempt = 0;
+    loop {
+        let result = client
+            .transact_write_items()
+            .set_transact_items(Some(actions.clone()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => return Ok(Ok(())),
+            Err(error) => match TransactionOutcome::from_error(error) {
+                TransactionOutcome::Cancelled(codes)
+                    if is_conflict(&codes) && attempt < CONFLICT_RETRIES =>
+                {
+                    attempt += 1;
+                    conflict_backoff(attempt).await;
+                }
+                TransactionOutcome::Cancelled(codes) => return Ok(Err(codes)),
+                TransactionOutcome::Failed(error) => return Err(error),
+            },
+        }
+    }
+}
+
 /// Scans for items whose key starts with `prefix`, strongly consistent, returning at most
 /// `limit` of them and the key to continue after. DynamoDB applies `Limit` before the filter, so
 /// this keeps scanning until it has `limit` items or the table ends; it never asks for more than

@@ -5,6 +5,8 @@ use lambda_http::http::{header, HeaderMap, HeaderValue, StatusCode};
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
+use crate::ApiError;
+
 /// A JSON response with the right content type.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     let (status, text) = match serde_json::to_string(value) {
@@ -96,6 +98,38 @@ impl Precondition {
                     .ok()
             })
             .map_or(Precondition::Unsatisfiable, Precondition::Version)
+    }
+
+    /// Runs a read-check-write `step` until it succeeds or fails for a reason other than a lost
+    /// race. A lost race (`VersionMismatch` from the conditional write) is retried on a fresh
+    /// read only when the client did not pin a version; with `If-Match` it is the answer (412).
+    pub async fn retry_lost_races<T, F, Fut>(
+        self,
+        attempts: usize,
+        mut step: F,
+    ) -> Result<T, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
+    {
+        for _ in 0..attempts {
+            match step().await {
+                Err(ApiError::VersionMismatch) if self == Precondition::Any => continue,
+                other => return other,
+            }
+        }
+        Err(ApiError::Unavailable(
+            "too many concurrent writes to one item".into(),
+        ))
+    }
+
+    /// Fails with `VersionMismatch` unless the precondition admits `current`.
+    pub fn check(self, current: u64) -> Result<(), ApiError> {
+        if self.admits(current) {
+            Ok(())
+        } else {
+            Err(ApiError::VersionMismatch)
+        }
     }
 
     /// True when the precondition admits `current`.

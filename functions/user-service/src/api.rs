@@ -120,49 +120,34 @@ impl App {
         let input: UpdateUser = parse_json(request.headers(), request.body())?;
         let patch = input.validate()?;
         let precondition = Precondition::from_headers(request.headers());
-        for _ in 0..UPDATE_ATTEMPTS {
-            let current = self.find(id).await?;
-            if !precondition.admits(current.version) {
-                return Err(ApiError::VersionMismatch);
-            }
-            let next = patch.apply(&current, Utc::now());
-            match self.store.replace(&current, &next).await {
-                Ok(()) => {
-                    return Ok(with_version(
-                        json(StatusCode::OK, &next),
-                        next.version,
-                        None,
-                    ))
-                }
-                // Someone else wrote in between: re-read unless the client pinned a version.
-                Err(ApiError::VersionMismatch) if precondition == Precondition::Any => continue,
-                Err(error) => return Err(error),
-            }
-        }
-        Err(ApiError::Unavailable(format!(
-            "user {id}: too many concurrent updates"
-        )))
+        let updated = precondition
+            .retry_lost_races(UPDATE_ATTEMPTS, || async {
+                let current = self.find(id).await?;
+                precondition.check(current.version)?;
+                let next = patch.apply(&current, Utc::now());
+                self.store.replace(&current, &next).await?;
+                Ok(next)
+            })
+            .await?;
+        Ok(with_version(
+            json(StatusCode::OK, &updated),
+            updated.version,
+            None,
+        ))
     }
 
     async fn delete(&self, id: &str, request: &Request) -> Result<Response<Body>, ApiError> {
         let precondition = Precondition::from_headers(request.headers());
-        for _ in 0..UPDATE_ATTEMPTS {
-            let current = self.find(id).await?;
-            if !precondition.admits(current.version) {
-                return Err(ApiError::VersionMismatch);
-            }
-            match self.store.delete(&current).await {
-                Ok(()) => return Ok(no_content()),
-                Err(ApiError::VersionMismatch) if precondition == Precondition::Any => continue,
-                Err(error) => return Err(error),
-            }
-        }
-        Err(ApiError::Unavailable(format!(
-            "user {id}: too many concurrent updates"
-        )))
+        precondition
+            .retry_lost_races(UPDATE_ATTEMPTS, || async {
+                let current = self.find(id).await?;
+                precondition.check(current.version)?;
+                self.store.delete(&current).await
+            })
+            .await?;
+        Ok(no_content())
     }
 
-    /// The user, or 404. Ids are UUIDs; anything else cannot exist and is not looked up.
     async fn find(&self, id: &str) -> Result<User, ApiError> {
         if uuid::Uuid::parse_str(id).is_err() {
             return Err(ApiError::NotFound);

@@ -19,8 +19,8 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use service_core::dynamo::{
-    build_error, condition_failed_at, conflict_backoff, from_item, is_conflict, key, scan_prefix,
-    sdk_failure, string_attr, to_item, Item, TransactionOutcome, CONFLICT_RETRIES, PK,
+    build_error, condition_failed_at, from_item, key, scan_prefix, sdk_failure, string_attr,
+    to_item, Item, PK,
 };
 use service_core::paging::Page;
 use service_core::ApiError;
@@ -70,28 +70,7 @@ impl DynamoProductStore {
         &self,
         actions: Vec<TransactWriteItem>,
     ) -> Result<Result<(), Vec<String>>, ApiError> {
-        let mut attempt = 0;
-        loop {
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(actions.clone()))
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(Ok(())),
-                Err(error) => match TransactionOutcome::from_error(error) {
-                    TransactionOutcome::Cancelled(codes)
-                        if is_conflict(&codes) && attempt < CONFLICT_RETRIES =>
-                    {
-                        attempt += 1;
-                        conflict_backoff(attempt).await;
-                    }
-                    TransactionOutcome::Cancelled(codes) => return Ok(Err(codes)),
-                    TransactionOutcome::Failed(error) => return Err(error),
-                },
-            }
-        }
+        service_core::dynamo::transact(&self.client, actions).await
     }
 
     async fn get_raw(&self, id: &str) -> Result<Option<Item>, ApiError> {

@@ -12,8 +12,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use service_core::dynamo::{
-    build_error, condition_failed_at, conflict_backoff, from_item, is_conflict, key, scan_prefix,
-    sdk_failure, to_item, TransactionOutcome, CONFLICT_RETRIES,
+    build_error, condition_failed_at, from_item, key, scan_prefix, sdk_failure, to_item,
 };
 use service_core::paging::Page;
 use service_core::ApiError;
@@ -98,34 +97,11 @@ impl DynamoUserStore {
         Ok(TransactWriteItem::builder().delete(delete).build())
     }
 
-    /// Runs a transaction, retrying while DynamoDB cancels it for a conflict with another
-    /// transaction; returns the per-action reason codes if it was cancelled for anything else.
     async fn transact(
         &self,
         actions: Vec<TransactWriteItem>,
     ) -> Result<Result<(), Vec<String>>, ApiError> {
-        let mut attempt = 0;
-        loop {
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(actions.clone()))
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(Ok(())),
-                Err(error) => match TransactionOutcome::from_error(error) {
-                    TransactionOutcome::Cancelled(codes)
-                        if is_conflict(&codes) && attempt < CONFLICT_RETRIES =>
-                    {
-                        attempt += 1;
-                        conflict_backoff(attempt).await;
-                    }
-                    TransactionOutcome::Cancelled(codes) => return Ok(Err(codes)),
-                    TransactionOutcome::Failed(error) => return Err(error),
-                },
-            }
-        }
+        service_core::dynamo::transact(&self.client, actions).await
     }
 }
 
