@@ -25,6 +25,7 @@ PIDS=()
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 cleanup() {
     for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+    pkill -f "$WORK" 2>/dev/null || true
     wait 2>/dev/null || true
     scripts/stack.sh stop test >/dev/null 2>&1 || true
     rm -rf "$WORK"
@@ -49,6 +50,8 @@ wait_port() {
     echo "port $1 did not open" >&2; return 1
 }
 
+stop_pid() { kill "$1" 2>/dev/null || true; for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -9 "$1" 2>/dev/null || true; }
+
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 start_upstreams() {
@@ -70,7 +73,7 @@ http {
     }
 }
 CONF
-    taskset -c 0 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -g 'daemon off;' &
+    taskset -c 0 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -g 'daemon off;' >/dev/null 2>&1 &
     PIDS+=($!)
     wait_port 18081
 }
@@ -94,7 +97,7 @@ http {
     }
 }
 CONF
-    taskset -c 0 nginx -p "$WORK/np" -c "$WORK/np/nginx.conf" -g 'daemon off;' &
+    taskset -c 0 nginx -p "$WORK/np" -c "$WORK/np/nginx.conf" -g 'daemon off;' >/dev/null 2>&1 &
     echo $!
 }
 
@@ -153,9 +156,9 @@ CONF
 start_edge() { # name port admin full?
     edge_config "$1" "$2" "$3" "$4"
     if [ "$4" = full ]; then
-        taskset -c 0 target/release/edge-proxy --log-format json run --config "$WORK/$1.toml" 2>"$WORK/$1-access.log" &
+        taskset -c 0 target/release/edge-proxy --log-format json run --config "$WORK/$1.toml" >/dev/null 2>"$WORK/$1-access.log" &
     else
-        RUST_LOG=warn taskset -c 0 target/release/edge-proxy --log-format json run --config "$WORK/$1.toml" 2>/dev/null &
+        RUST_LOG=warn taskset -c 0 target/release/edge-proxy --log-format json run --config "$WORK/$1.toml" >/dev/null 2>&1 &
     fi
     echo $!
 }
@@ -179,7 +182,7 @@ print(json.dumps({"rps": med("rps"), "p50_us": med("p50_us"), "p99_us": med("p99
 log "installing and building what the benchmark needs"
 install_tools
 scripts/setup.sh >/dev/null 2>&1 || SKIP_BUILD=1 scripts/setup.sh
-cargo build --release -p edge-proxy -p user-service -p product-service --example limiter_memory 2>&1 | tail -n 1
+cargo build --release -p edge-proxy -p user-service -p product-service --bins --example limiter_memory 2>&1 | tail -n 1
 
 CPU=$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
 CORES=$(nproc)
@@ -189,13 +192,13 @@ declare -A RESULT
 RESULT[direct]=$(run_wrk http://127.0.0.1:18081/api/items)
 
 pid=$(start_nginx_proxy); wait_port 18082
-RESULT[nginx]=$(run_wrk http://127.0.0.1:18082/api/items); kill "$pid"; wait "$pid" 2>/dev/null || true
+RESULT[nginx]=$(run_wrk http://127.0.0.1:18082/api/items); stop_pid "$pid"
 
 pid=$(start_haproxy); wait_port 18083
-RESULT[haproxy]=$(run_wrk http://127.0.0.1:18083/api/items); kill "$pid"; wait "$pid" 2>/dev/null || true
+RESULT[haproxy]=$(run_wrk http://127.0.0.1:18083/api/items); stop_pid "$pid"
 
 pid=$(start_edge routing 18084 18094 routing); wait_port 18084
-RESULT[edge-routing]=$(run_wrk http://127.0.0.1:18084/api/items); kill "$pid"; wait "$pid" 2>/dev/null || true
+RESULT[edge-routing]=$(run_wrk http://127.0.0.1:18084/api/items); stop_pid "$pid"
 
 pid=$(start_edge full 18085 18095 full); wait_port 18085; sleep 1
 EDGE_RSS_IDLE=$(rss_kb "$pid")
@@ -205,7 +208,7 @@ EDGE_RSS_LOAD=$(rss_kb "$pid")
 (taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d3s -s bench/report.lua http://127.0.0.1:18085/api/items >/dev/null 2>&1 &)
 sleep 2; EDGE_RSS_LOAD=$(( $(rss_kb "$pid") > EDGE_RSS_LOAD ? $(rss_kb "$pid") : EDGE_RSS_LOAD )); sleep 2
 ACCESS_LINES=$(wc -l <"$WORK/full-access.log")
-kill "$pid"; wait "$pid" 2>/dev/null || true
+stop_pid "$pid"
 
 log "rate limiter memory"
 LIMITER=$(target/release/examples/limiter_memory 1000 100000 1000000)

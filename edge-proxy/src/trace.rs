@@ -20,7 +20,11 @@ pub fn request_id(incoming: Option<&str>) -> String {
         {
             id.to_string()
         }
-        _ => uuid::Uuid::new_v4().to_string(),
+        // Random v4 UUID from the thread-local PRNG: no syscall per request (ids need to be
+        // unique, not unpredictable).
+        _ => uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes())
+            .into_uuid()
+            .to_string(),
     }
 }
 
@@ -42,15 +46,15 @@ fn is_lower_hex(s: &str, len: usize) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// `bytes` random bytes (at most 16) as lower-case hex, never all zero (which W3C forbids).
 fn random_hex(bytes: usize) -> String {
-    loop {
-        let hex: String = (0..bytes)
-            .map(|_| format!("{:02x}", fastrand::u8(..)))
-            .collect();
-        if hex.bytes().any(|b| b != b'0') {
-            return hex;
-        }
-    }
+    let mask = if bytes >= 16 {
+        u128::MAX
+    } else {
+        (1u128 << (bytes * 8)) - 1
+    };
+    let value = (fastrand::u128(..) & mask).max(1);
+    format!("{value:0width$x}", width = bytes * 2)
 }
 
 impl TraceContext {
