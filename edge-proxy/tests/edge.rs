@@ -302,3 +302,63 @@ async fn rate_limit_burst_then_429_then_refill() {
         .render()
         .contains("edge_rate_limited_total{route=\"/api/limited\"} 2"));
 }
+
+/// Serves `body` as JSON to every request until the task is aborted.
+async fn serve_json(body: String) -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_url_refresh_keeps_the_last_good_keys() {
+    use std::sync::Arc;
+
+    use edge_proxy::auth::{Authenticator, JwtSettings};
+    use edge_proxy::jwks::JwksRefresher;
+
+    let (port, server) = serve_json(include_str!("data/jwks.json").to_string()).await;
+    let auth = Arc::new(Authenticator::new(Vec::new(), JwtSettings::default()));
+    let refresher = JwksRefresher {
+        auth: Arc::clone(&auth),
+        url: format!("http://127.0.0.1:{port}/jwks.json"),
+        file_keys: Vec::new(),
+        interval: Duration::from_secs(60),
+    };
+    let http = reqwest::Client::new();
+    assert_eq!(refresher.refresh(&http).await, Ok(1));
+    assert_eq!(auth.jwks.len(), 1);
+
+    // The JWKS host goes away: the refresh fails and the keys stay.
+    server.abort();
+    let _ = server.await;
+    assert!(refresher.refresh(&http).await.is_err());
+    assert_eq!(auth.jwks.len(), 1, "an outage keeps the last good keys");
+
+    // A JWKS without usable keys is refused too.
+    let (port, _server) = serve_json(r#"{"keys":[]}"#.to_string()).await;
+    let empty = JwksRefresher {
+        url: format!("http://127.0.0.1:{port}/jwks.json"),
+        ..refresher
+    };
+    assert!(empty.refresh(&http).await.is_err());
+    assert_eq!(auth.jwks.len(), 1);
+}
