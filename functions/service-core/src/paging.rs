@@ -180,6 +180,18 @@ pub struct PageBody<T> {
 }
 
 impl<T> Page<T> {
+    /// Converts every item (e.g. a stored item into a domain value), failing on the first error.
+    pub fn try_map<U, E>(self, convert: impl FnMut(T) -> Result<U, E>) -> Result<Page<U>, E> {
+        Ok(Page {
+            items: self
+                .items
+                .into_iter()
+                .map(convert)
+                .collect::<Result<_, _>>()?,
+            next: self.next,
+        })
+    }
+
     /// The response body, with `next` turned into a cursor for `scope`.
     pub fn into_body(self, codec: &CursorCodec, scope: &str) -> PageBody<T> {
         PageBody {

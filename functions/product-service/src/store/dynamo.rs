@@ -180,14 +180,7 @@ impl ProductStore for DynamoProductStore {
                 }
             }
         };
-        Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(from_item)
-                .collect::<Result<_, _>>()?,
-            next: page.next,
-        })
+        page.try_map(from_item)
     }
 
     async fn replace(&self, current: &Product, next: &Product) -> Result<(), ApiError> {

@@ -141,14 +141,7 @@ impl UserStore for DynamoUserStore {
             return Err(ApiError::InvalidCursor);
         }
         let page = scan_prefix(&self.client, &self.table, USER_PREFIX, limit, after).await?;
-        Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(from_item)
-                .collect::<Result<_, _>>()?,
-            next: page.next,
-        })
+        page.try_map(from_item)
     }
 
     async fn replace(&self, current: &User, next: &User) -> Result<(), ApiError> {
