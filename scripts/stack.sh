@@ -142,8 +142,9 @@ start_proxy() {
     sed -e "s/127.0.0.1:8080/127.0.0.1:$PROXY_PORT/; s/127.0.0.1:9901/127.0.0.1:$ADMIN_PORT/; s/127.0.0.1:9000/127.0.0.1:$LAMBDA_PORT/g" \
         edge-proxy/config/dev.toml >"$STATE/proxy.toml"
     if [ "$PROFILE" = test ]; then
-        # Cut stalled clients sooner, so the hostile-input suite can watch it happen.
-        sed -i -e "s/^client-timeout-ms = .*/client-timeout-ms = 3000/" "$STATE/proxy.toml"
+        # Cut stalled and slow clients sooner, so the hostile-input suite can watch it happen.
+        sed -i -e "s/^client-timeout-ms = .*/client-timeout-ms = 3000/" \
+            -e "s/^head-timeout-ms = .*/head-timeout-ms = 2000/" "$STATE/proxy.toml"
     fi
     start proxy "$PROXY_BIN" --log-format "${PROXY_LOG_FORMAT:-json}" run --config "$STATE/proxy.toml"
     wait_http "$ADMIN_URL/healthz" 30 "edge proxy"

@@ -166,6 +166,9 @@ pub struct ServerSection {
     pub graceful_shutdown_timeout_seconds: u64,
     /// Downstream read timeout (slow clients are cut off), in milliseconds.
     pub client_timeout_ms: u64,
+    /// Whole time a client gets to send a request head, from its first byte (408 and close
+    /// beyond; a new connection that sends nothing for this long is closed), in milliseconds.
+    pub head_timeout_ms: u64,
     /// Longest request target accepted (414 beyond).
     pub max_uri_bytes: usize,
     /// Largest header section accepted (431 beyond).
@@ -183,6 +186,7 @@ impl Default for ServerSection {
             grace_period_seconds: 1,
             graceful_shutdown_timeout_seconds: 2,
             client_timeout_ms: 10_000,
+            head_timeout_ms: 10_000,
             max_uri_bytes: 8 * 1024,
             max_header_bytes: 32 * 1024,
             max_body_bytes: 1024 * 1024,
@@ -387,6 +391,7 @@ pub struct Config {
     pub grace_period_seconds: u64,
     pub graceful_shutdown_timeout_seconds: u64,
     pub client_timeout: Duration,
+    pub head_timeout: Duration,
     pub limits: Limits,
     pub services: HashMap<String, Arc<ServiceConfig>>,
     pub routes: Vec<Route>,
@@ -526,6 +531,12 @@ impl FileConfig {
             return Err(ConfigError::new(
                 "server.client-timeout-ms",
                 "must be positive",
+            ));
+        }
+        if server.head_timeout_ms == 0 || server.head_timeout_ms > 600_000 {
+            return Err(ConfigError::new(
+                "server.head-timeout-ms",
+                "must be from 1 to 600000",
             ));
         }
 
@@ -678,6 +689,7 @@ impl FileConfig {
             grace_period_seconds: server.grace_period_seconds,
             graceful_shutdown_timeout_seconds: server.graceful_shutdown_timeout_seconds,
             client_timeout: Duration::from_millis(server.client_timeout_ms),
+            head_timeout: Duration::from_millis(server.head_timeout_ms),
             services,
             routes,
             registry,

@@ -35,6 +35,10 @@ pub enum ProxyError {
     UriTooLong,
     /// The header section is larger than the limit.
     HeadersTooLarge,
+    /// The request head did not arrive whole in time.
+    RequestTimeout,
+    /// A method the proxy never forwards (`CONNECT`).
+    MethodNotAllowed,
 }
 
 #[derive(Serialize)]
@@ -63,6 +67,8 @@ impl ProxyError {
             ProxyError::RateLimited { .. } => 429,
             ProxyError::UriTooLong => 414,
             ProxyError::HeadersTooLarge => 431,
+            ProxyError::RequestTimeout => 408,
+            ProxyError::MethodNotAllowed => 405,
         }
     }
 
@@ -80,6 +86,8 @@ impl ProxyError {
             ProxyError::RateLimited { .. } => "rate_limited",
             ProxyError::UriTooLong => "uri_too_long",
             ProxyError::HeadersTooLarge => "request_header_fields_too_large",
+            ProxyError::RequestTimeout => "request_timeout",
+            ProxyError::MethodNotAllowed => "method_not_allowed",
         }
     }
 
@@ -99,6 +107,8 @@ impl ProxyError {
             ProxyError::RateLimited { .. } => "too many requests; slow down and retry later",
             ProxyError::UriTooLong => "the request target is too long",
             ProxyError::HeadersTooLarge => "the request headers are too large",
+            ProxyError::RequestTimeout => "the request head was not received in time",
+            ProxyError::MethodNotAllowed => "this method is not supported",
         }
     }
 
@@ -129,6 +139,25 @@ impl ProxyError {
             _ => {}
         }
         Ok(header)
+    }
+
+    /// The whole HTTP/1.1 response as bytes, closing the connection: for refusals made
+    /// before a request is admitted, when there is no Pingora session to write through
+    /// (see [`crate::downstream`]).
+    pub fn raw_response(&self, request_id: &str) -> Vec<u8> {
+        let body = self.body();
+        let status =
+            http::StatusCode::from_u16(self.status()).unwrap_or(http::StatusCode::BAD_REQUEST);
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             cache-control: no-store\r\nx-request-id: {request_id}\r\nconnection: close\r\n\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        out
     }
 
     /// Writes the error as the whole response, with extra headers.
@@ -189,6 +218,22 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&ProxyError::NotFound.body()).unwrap();
         assert_eq!(json["error"]["code"], "not_found");
         assert!(json["error"]["message"].is_string());
+    }
+
+    #[test]
+    fn raw_response_is_complete_http() {
+        let raw = ProxyError::RequestTimeout.raw_response("req-1");
+        let text = String::from_utf8(raw).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+            "{head}"
+        );
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert!(head.contains("x-request-id: req-1"));
+        assert!(head.contains("connection: close"));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"]["code"], "request_timeout");
     }
 
     #[test]

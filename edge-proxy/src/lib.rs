@@ -1,6 +1,8 @@
 //! The edge proxy: a Pingora server in front of the Lambda functions.
 //!
 //! - [`config`]: the TOML file, validated into typed config (errors name the field).
+//! - [`downstream`]: the connection loop around Pingora's: head deadline, JSON for requests
+//!   Pingora refuses itself.
 //! - [`hygiene`]: framing and size checks before routing.
 //! - [`routing`]: path prefix routing, traversal refusal, path and `Location` rewriting.
 //! - [`upstream`]: instance URLs.
@@ -24,6 +26,7 @@ pub mod auth;
 pub mod breaker;
 pub mod config;
 pub mod discovery;
+pub mod downstream;
 pub mod error;
 pub mod health;
 pub mod hygiene;

@@ -16,6 +16,7 @@ pub struct Metrics {
     breaker_state: IntGaugeVec,
     instance_healthy: IntGaugeVec,
     discovery_refreshes: IntCounterVec,
+    refused_heads: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -102,8 +103,19 @@ impl Metrics {
                 "Registry reads, by service and outcome.",
                 &["service", "outcome"],
             ),
+            refused_heads: counter(
+                "edge_refused_heads_total",
+                "Requests refused before routing: head too slow (timeout) or not valid HTTP \
+                 (malformed).",
+                &["reason"],
+            ),
             registry,
         }
+    }
+
+    /// A request refused before it was routed (see [`crate::downstream`]).
+    pub fn refused_head(&self, reason: &str) {
+        self.refused_heads.with_label_values(&[reason]).inc();
     }
 
     pub fn request(&self, route: &str, method: &str, status: u16, seconds: f64) {

@@ -309,6 +309,16 @@ impl ProxyHttp for EdgeProxy {
         }
     }
 
+    async fn early_request_filter(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        // From here on, this request's responses are ours (see `downstream`).
+        crate::downstream::admit();
+        Ok(())
+    }
+
     async fn request_filter(
         &self,
         session: &mut Session,

@@ -14,6 +14,7 @@ use crate::admin::AdminApp;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::discovery::DiscoveryService;
+use crate::downstream::EdgeApp;
 use crate::health::HealthService;
 use crate::jwks::{self, JwksRefresher};
 use crate::metrics::Metrics;
@@ -128,7 +129,9 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
         HealthService::new(pools.clone(), Arc::clone(&metrics)),
     ));
 
-    let mut service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
+    let proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
+    let app = EdgeApp::new(proxy, config.head_timeout, Arc::clone(&metrics));
+    let mut service = Service::new("edge proxy".to_string(), app);
     service.add_tcp(&config.listen.to_string());
     server.add_service(service);
     let handle = ProxyHandle { metrics, pools };
