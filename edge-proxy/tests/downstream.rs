@@ -245,3 +245,38 @@ async fn requests_pingora_refuses_get_json_errors() {
         .render()
         .contains("edge_refused_heads_total{reason=\"malformed\"} 5"));
 }
+
+#[tokio::test]
+async fn many_slow_clients_neither_starve_others_nor_stay() {
+    let (stub, proxy) = setup(Behaviour::Ok).await;
+    let mut slow = Vec::new();
+    for _ in 0..100 {
+        let mut stream = connect(&proxy).await;
+        stream
+            .write_all(b"GET /api/x HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    // A well-behaved client is served while they hang.
+    let mut stream = connect(&proxy).await;
+    stream
+        .write_all(b"GET /api/ok HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_all(&mut stream).await.starts_with("HTTP/1.1 200"));
+    // Every slow one is answered 408 and closed.
+    let mut answers = tokio::task::JoinSet::new();
+    for mut stream in slow {
+        answers.spawn(async move { read_all(&mut stream).await });
+    }
+    while let Some(text) = answers.join_next().await {
+        assert_eq!(status_and_code(&text.unwrap()).0, 408);
+    }
+    assert_eq!(stub.count(), 1);
+    assert!(proxy
+        .handle
+        .metrics
+        .render()
+        .contains("edge_refused_heads_total{reason=\"timeout\"} 100"));
+}
