@@ -118,7 +118,13 @@ impl Metrics {
         self.refused_heads.with_label_values(&[reason]).inc();
     }
 
+    /// One request answered. `method` is the client's: anything outside the standard methods
+    /// is counted as `OTHER`, so clients cannot mint label values (and series) at will.
     pub fn request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+            _ => "OTHER",
+        };
         let class = match status {
             100..=199 => "1xx",
             200..=299 => "2xx",
@@ -186,6 +192,20 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_series() {
+        let metrics = Metrics::new();
+        for method in ["BREW", "X-RANDOM-1", "X-RANDOM-2", "get"] {
+            metrics.request("-", method, 405, 0.001);
+        }
+        let text = metrics.render();
+        assert!(
+            text.contains("edge_requests_total{method=\"OTHER\",route=\"-\",status=\"4xx\"} 4"),
+            "{text}"
+        );
+        assert!(!text.contains("BREW") && !text.contains("RANDOM"));
+    }
 
     #[test]
     fn renders_prometheus_text() {

@@ -675,6 +675,23 @@ async fn hostile_inputs_get_4xx_json_and_store_nothing() {
     assert_eq!(before, after, "hostile requests stored something");
     println!("{} hostile cases passed", cases.len());
 
+    // Hostile methods and paths do not become metric labels (bounded series), where the
+    // admin listener is reachable (the local stack).
+    if let Ok(admin) = std::env::var("E2E_ADMIN_URL") {
+        let metrics = e2e::client()
+            .get(format!("{admin}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for method in ["BREW", "PROPFIND", "FOO-BAR"] {
+            assert!(!metrics.contains(method), "method {method} became a label");
+        }
+        assert!(metrics.contains("edge_refused_heads_total{reason=\"malformed\"}"));
+    }
+
     // Still alive: proxy and both functions answer.
     for path in ["/api/users?limit=1", "/api/products?limit=1"] {
         let reply = send_raw(&http("GET", path, &[key()], b"")).await.unwrap();
