@@ -398,7 +398,9 @@ where
                     pingora::apps::HttpPersistentSettings::apply_to_session(settings, &mut session)
                 }
                 None => {
-                    session.set_keepalive(Some(KEEPALIVE_IDLE.as_secs()));
+                    // As Pingora's own loop does: no keep-alive once shutdown has begun.
+                    let keepalive = (!*shutdown.borrow()).then_some(KEEPALIVE_IDLE.as_secs());
+                    session.set_keepalive(keepalive);
                     session.set_keepalive_reuses_remaining(
                         self.inner
                             .server_options()

@@ -43,7 +43,7 @@ const MAX_ATTEMPTS: u32 = 2;
 /// Per-request state.
 pub struct RequestCtx {
     started: Instant,
-    route: Option<Route>,
+    route: Option<Arc<Route>>,
     pool: Option<Arc<ServicePool>>,
     attempt: Option<Attempt>,
     tried: Vec<SocketAddr>,
@@ -343,7 +343,7 @@ impl ProxyHttp for EdgeProxy {
         }
         let path = session.req_header().uri.path().to_string();
         let route = match self.router.route(&path) {
-            Ok(route) => route.clone(),
+            Ok(route) => Arc::clone(route),
             Err(RouteError::BadPath) => {
                 ProxyError::BadRequest("malformed or non-canonical path")
                     .respond_with(session, &[("x-request-id", ctx.request_id.clone())])

@@ -4,6 +4,8 @@
 //! prefix (`..` segments, encoded dots or slashes, backslashes) are refused before routing, so
 //! `/api/users/../products` can never reach a service it does not name.
 
+use std::sync::Arc;
+
 use crate::config::Route;
 
 /// Why a path cannot be routed.
@@ -15,20 +17,21 @@ pub enum RouteError {
     NoRoute,
 }
 
-/// Routes in longest-prefix-first order.
+/// Routes in longest-prefix-first order, shared so a request holds its route without copying.
 #[derive(Debug, Clone)]
 pub struct Router {
-    routes: Vec<Route>,
+    routes: Vec<Arc<Route>>,
 }
 
 impl Router {
-    pub fn new(mut routes: Vec<Route>) -> Router {
+    pub fn new(routes: Vec<Route>) -> Router {
+        let mut routes: Vec<Arc<Route>> = routes.into_iter().map(Arc::new).collect();
         routes.sort_by_key(|route| std::cmp::Reverse(route.prefix.len()));
         Router { routes }
     }
 
     /// The route for `path` (no query string).
-    pub fn route(&self, path: &str) -> Result<&Route, RouteError> {
+    pub fn route(&self, path: &str) -> Result<&Arc<Route>, RouteError> {
         check_path(path)?;
         self.routes
             .iter()
