@@ -1,7 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make dev    run the whole stack locally (DynamoDB endpoint, tables, functions, proxy on :8080)
 #   make test   run every check and test (what CI runs)
-.PHONY: dev test setup stack-up stack-down fmt lint instances build-aws bench
+.PHONY: dev test setup stack-up stack-down fmt lint instances build-aws bench fuzz
 
 dev:
 	scripts/dev.sh
@@ -44,3 +44,8 @@ build-aws: setup
 # Benchmarks (not part of `make test`): bench/run.sh, results in bench/results/latest.md.
 bench:
 	bench/run.sh
+
+# Fuzzing (not part of `make test`; needs a nightly toolchain): every cargo-fuzz target for
+# FUZZ_SECONDS (default 60) each. `cargo test` replays the checked-in seeds on stable.
+fuzz:
+	scripts/fuzz.sh

@@ -481,7 +481,14 @@ impl Config {
                     format!("line {line}")
                 },
             );
-            ConfigError::new(field, e.message().to_string())
+            let message = e.message().trim();
+            // Some TOML syntax errors carry no message of their own.
+            let message = if message.is_empty() {
+                "invalid TOML"
+            } else {
+                message
+            };
+            ConfigError::new(field, message)
         })?;
         file.validate()
     }

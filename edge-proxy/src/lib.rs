@@ -20,6 +20,7 @@
 //! - [`server`]: building and running the Pingora server.
 //! - [`telemetry`]: log set-up; [`trace`]: request ids and W3C trace context.
 //! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`).
+//! - `fuzzing`: properties shared by the fuzz targets (`edge-proxy/fuzz`) and seed replays.
 
 pub mod admin;
 pub mod auth;
@@ -28,6 +29,8 @@ pub mod config;
 pub mod discovery;
 pub mod downstream;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod hygiene;
 pub mod jwks;

@@ -7,4 +7,6 @@
 
 pub mod api;
 pub mod domain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod store;

@@ -7,10 +7,13 @@
 //! - [`dynamo`]: the DynamoDB client built once at cold start, and SDK error classification.
 //! - [`telemetry`]: `tracing` set-up and the per-request span.
 //! - [`testkit`]: request/response helpers for the services' handler tests.
+//! - `fuzzing`: properties shared by the fuzz targets (`functions/fuzz`) and the seed replays.
 
 pub mod body;
 pub mod dynamo;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod paging;
 pub mod telemetry;
