@@ -5,6 +5,10 @@
 #   scripts/stack.sh start PROFILE   start in the background (state in .stack/PROFILE)
 #   scripts/stack.sh stop PROFILE    stop everything PROFILE started
 #   scripts/stack.sh env PROFILE     print the stack's endpoints as shell assignments
+#   scripts/stack.sh restart-dynamodb PROFILE
+#                                    stop the local DynamoDB endpoint (if running), start an
+#                                    empty one on the same port and create the tables again
+#                                    (the fault tests; functions and proxy keep running)
 #
 # PROFILE is `dev` (ports 4566 / 9000 / 8080) or `test` (4576 / 9100 / 8180), so `make test`
 # can run while `make dev` is up. Every process is started in its own session and stopped by
@@ -183,6 +187,12 @@ case "${1:-}" in
         ;;
     stop)
         stop_all
+        ;;
+    restart-dynamodb)
+        [ -f "$STATE/localstack" ] && { log "restart-dynamodb is for the moto endpoint"; exit 2; }
+        stop_one "$STATE/dynamodb.pid"
+        start_dynamodb
+        create_tables
         ;;
     env)
         echo "E2E_BASE_URL=$PROXY_URL"

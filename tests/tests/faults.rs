@@ -2,9 +2,11 @@
 //! runs. The functions must answer a JSON 503 quickly instead of hanging, and recover by
 //! themselves when the endpoint answers again.
 //!
-//! The endpoint is paused with SIGSTOP (and resumed with SIGCONT) so its data survives. This
-//! disturbs every other test, so `make test` runs it alone, after the rest of the suite
-//! (its tests are named `fault_*`). Needs `STACK_LOG_DIR` (local stack only).
+//! Two ways down: paused with SIGSTOP (a hang: connections open, nothing answers; resumed with
+//! SIGCONT, data intact) and killed (connections refused; restarted empty with its tables by
+//! `scripts/stack.sh restart-dynamodb`). This disturbs every other test, so `make test` runs
+//! these alone, after the rest of the suite (their tests are named `fault_*`). Needs
+//! `STACK_LOG_DIR` (local stack only).
 
 use std::time::{Duration, Instant};
 
@@ -12,10 +14,13 @@ use e2e::{client, error_code, send, status_json, unique};
 use reqwest::Method;
 use serde_json::json;
 
+fn stack_dir() -> String {
+    std::env::var("STACK_LOG_DIR")
+        .unwrap_or_else(|_| panic!("STACK_LOG_DIR must be set (local stack only)"))
+}
+
 fn dynamodb_pid() -> String {
-    let dir = std::env::var("STACK_LOG_DIR")
-        .unwrap_or_else(|_| panic!("STACK_LOG_DIR must be set (local stack only)"));
-    std::fs::read_to_string(format!("{dir}/dynamodb.pid"))
+    std::fs::read_to_string(format!("{}/dynamodb.pid", stack_dir()))
         .unwrap()
         .trim()
         .to_string()
@@ -38,39 +43,76 @@ impl Drop for Resume {
     }
 }
 
-#[tokio::test]
-async fn fault_dynamodb_stops_and_comes_back() {
-    let client = client();
-    let body = || json!({"name": "Fault", "email": format!("{}@example.com", unique("f"))});
-    let pid = dynamodb_pid();
-
-    signal("-STOP", &pid);
-    let resume = Resume(pid);
-    for _ in 0..2 {
+/// Answers from the functions while DynamoDB is down: a JSON 5xx each time, never a hang.
+async fn answers_while_down(client: &reqwest::Client, state: &str) {
+    let body = json!({"name": "Fault", "email": format!("{}@example.com", unique("f"))});
+    for (method, path, body) in [
+        (Method::POST, "/api/users", Some(&body)),
+        (Method::GET, "/api/products?limit=1", None),
+    ] {
         let started = Instant::now();
-        let (status, json) =
-            status_json(send(&client, Method::POST, "/api/users", Some(&body()), &[]).await).await;
+        let (status, json) = status_json(send(client, method, path, body, &[]).await).await;
         let took = started.elapsed();
-        assert!(status == 503 || status == 500, "got {status}: {json}");
+        assert!(
+            status == 503 || status == 500,
+            "{path}: got {status}: {json}"
+        );
         assert!(!error_code(&json).is_empty());
         // Not a latency assertion: a hang would run into the client's 30 s timeout instead.
-        println!("answered {status} after {took:?} with the database stopped");
+        println!("{path} answered {status} after {took:?} with the database {state}");
     }
-    drop(resume);
+}
 
-    // Recovers without restarting anything.
-    let mut recovered = false;
-    for _ in 0..50 {
+/// Polls until a user can be created again.
+async fn recovers(client: &reqwest::Client) -> bool {
+    for _ in 0..100 {
+        let body = json!({"name": "Back", "email": format!("{}@example.com", unique("b"))});
         let (status, _) =
-            status_json(send(&client, Method::POST, "/api/users", Some(&body()), &[]).await).await;
+            status_json(send(client, Method::POST, "/api/users", Some(&body), &[]).await).await;
         if status == 201 {
-            recovered = true;
-            break;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    false
+}
+
+#[tokio::test]
+async fn fault_dynamodb_killed_then_restarted() {
+    let client = client();
+    signal("-KILL", &dynamodb_pid());
+    answers_while_down(&client, "killed").await;
+
+    // The stack's profile is the name of its state folder (`.stack/test`).
+    let dir = stack_dir();
+    let profile = std::path::Path::new(&dir)
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or("test")
+        .to_string();
+    let status = std::process::Command::new("scripts/stack.sh")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .args(["restart-dynamodb", &profile])
+        .status()
+        .unwrap();
+    assert!(status.success(), "restarting the DynamoDB endpoint");
     assert!(
-        recovered,
+        recovers(&client).await,
+        "the functions recover once a DynamoDB endpoint answers again"
+    );
+}
+
+#[tokio::test]
+async fn fault_dynamodb_stops_and_comes_back() {
+    let client = client();
+    let pid = dynamodb_pid();
+    signal("-STOP", &pid);
+    let resume = Resume(pid);
+    answers_while_down(&client, "paused").await;
+    drop(resume);
+    // Recovers without restarting anything.
+    assert!(
+        recovers(&client).await,
         "the functions recover once DynamoDB answers again"
     );
 }
