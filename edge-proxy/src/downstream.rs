@@ -148,11 +148,16 @@ pub struct GuardedStream {
     refusal: Option<(Vec<u8>, usize)>,
 }
 
+/// The wrapped stream; only [`GuardedStream`]'s drop takes it out.
+fn present(inner: &mut Option<Stream>) -> &mut Stream {
+    inner
+        .as_mut()
+        .unwrap_or_else(|| unreachable!("the stream is only taken on drop"))
+}
+
 impl GuardedStream {
     fn io(&mut self) -> &mut Stream {
-        self.inner
-            .as_mut()
-            .unwrap_or_else(|| unreachable!("the stream is only taken on drop"))
+        present(&mut self.inner)
     }
 
     fn io_ref(&self) -> &Stream {
@@ -219,10 +224,7 @@ impl AsyncWrite for GuardedStream {
             );
             (error.raw_response(&id), 0)
         });
-        let inner = this
-            .inner
-            .as_mut()
-            .unwrap_or_else(|| unreachable!("the stream is only taken on drop"));
+        let inner = present(&mut this.inner);
         while *written < bytes.len() {
             match Pin::new(&mut *inner).poll_write(cx, &bytes[*written..]) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),

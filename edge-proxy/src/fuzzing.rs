@@ -3,8 +3,6 @@
 //! a regression test on the stable toolchain. Each function takes raw bytes and panics only
 //! when a property fails.
 
-use std::path::Path;
-
 use pingora::http::RequestHeader;
 
 use crate::auth::AuthMode;
@@ -123,27 +121,29 @@ pub fn utf8(data: &[u8]) {
     assert_eq!(streamed, whole, "split every {step} bytes");
 }
 
-/// Calls `target` on every file under `dir` (the checked-in seeds and regressions of one
-/// fuzz target); returns how many there were.
-pub fn replay(dir: &Path, target: impl Fn(&[u8])) -> usize {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| path.is_file())
-        .collect();
-    entries.sort();
-    for path in &entries {
-        let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| target(&data)));
-        assert!(outcome.is_ok(), "fuzz seed {} fails", path.display());
-    }
-    entries.len()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+
+    /// Calls `target` on every file under `dir` (the checked-in seeds and regressions of one
+    /// fuzz target); returns how many there were.
+    fn replay(dir: &Path, target: impl Fn(&[u8])) -> usize {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.is_file())
+            .collect();
+        entries.sort();
+        for path in &entries {
+            let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| target(&data)));
+            assert!(outcome.is_ok(), "fuzz seed {} fails", path.display());
+        }
+        entries.len()
+    }
 
     fn seeds(target: &str) -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
