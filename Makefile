@@ -13,7 +13,7 @@ setup:
 	scripts/setup.sh
 
 # The test stack alone, for running single end-to-end tests by hand:
-#   make stack-up && eval "$$(scripts/stack.sh env test)" && cargo test -p e2e users
+#   make stack-up && eval "$$(scripts/stack.sh env test)" && cargo test --workspace --test users
 stack-up:
 	scripts/stack.sh start test
 

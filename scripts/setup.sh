@@ -2,7 +2,8 @@
 # Installs what the project needs on a fresh machine, idempotently:
 #   - cmake (Debian package; pingora's zlib-ng build needs it),
 #   - a project-local Python venv in .tools/venv with moto, cargo-lambda, SAM CLI, cfn-lint,
-#   - one build of the whole workspace into the shared target/ (tests never rebuild it).
+#   - one build of the whole workspace into the shared target/ (tests never rebuild it: they
+#     run with `--workspace` too, so Cargo resolves the same features and reuses every crate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,4 +32,9 @@ fi
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     log "building the workspace (debug)"
     cargo build --workspace --all-targets
+    # `cargo lambda watch` starts each function with `cargo run --bin NAME`. Without the test
+    # targets, Cargo resolves a few shared crates with fewer features (dev-dependencies do not
+    # count) and builds those again: do it here, so a build error shows up now and not as a
+    # function that never warms up.
+    cargo build --bin user-service --bin product-service
 fi

@@ -38,9 +38,13 @@ set -a
 eval "$(scripts/stack.sh env test)"
 E2E_JWT=$(./target/debug/edge-proxy token --config edge-proxy/config/dev.toml --sub e2e-jwt --scopes "users products" --ttl-seconds 3600)
 set +a
-cargo test -p e2e --no-fail-fast -- --test-threads 4 --skip fault_
+# `--workspace --test NAME`, not `-p e2e`: selecting the e2e crate alone would make Cargo
+# resolve dependency features for that crate only and build the AWS SDK a second time.
+e2e_tests=()
+for file in tests/tests/*.rs; do e2e_tests+=(--test "$(basename "$file" .rs)"); done
+cargo test --workspace --no-fail-fast "${e2e_tests[@]}" -- --test-threads 4 --skip fault_
 
 step "fault tests (alone: they pause the DynamoDB endpoint)"
-cargo test -p e2e --test faults -- --test-threads 1
+cargo test --workspace --test faults -- --test-threads 1
 
 step "all checks passed in $(( $(date +%s) - started )) s"
