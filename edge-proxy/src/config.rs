@@ -216,7 +216,8 @@ pub struct ServiceSection {
     /// Budget for the whole upstream exchange including a retry, in milliseconds.
     #[serde(default = "default_total_timeout_ms")]
     pub total_timeout_ms: u64,
-    /// Upstream statuses that count as failures for the breaker and may be retried.
+    /// Upstream statuses that count as failures for the breaker and may be retried (not when
+    /// the response carries `Retry-After`: that one is passed through as it is).
     #[serde(default = "default_failure_statuses")]
     pub failure_statuses: Vec<u16>,
     /// Sign requests with SigV4 (service `lambda`) for Lambda function URLs with IAM auth.

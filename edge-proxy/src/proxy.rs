@@ -6,7 +6,8 @@
 //! - `upstream_request_filter`: rewrite the path into the instance's space, set `Host` and the
 //!   forwarding headers.
 //! - `upstream_response_filter`: settle the attempt with the breaker; a failure status on an
-//!   idempotent request is retried once on another instance, within the retry budget.
+//!   idempotent request is retried once on another instance, within the retry budget, unless
+//!   the upstream sent `Retry-After` (it asked to be called back later: passed through).
 //! - `fail_to_connect` / `error_while_proxy`: settle the attempt as failed and decide the retry:
 //!   idempotent methods after any upstream failure, POST/PATCH only if never sent.
 //! - `response_filter`: map `Location` back into the client's path space.
@@ -570,7 +571,13 @@ impl ProxyHttp for EdgeProxy {
                 attempt.succeeded();
             }
         }
-        if failure && self.may_retry(session, ctx, true) {
+        // A failure that carries Retry-After is the upstream's deliberate answer ("come back
+        // in n seconds", e.g. the functions' 503 while DynamoDB is unreachable, which every
+        // instance shares): retrying it at once elsewhere would only double the wait.
+        let deliberate = upstream_response
+            .headers
+            .contains_key(http::header::RETRY_AFTER);
+        if failure && !deliberate && self.may_retry(session, ctx, true) {
             ctx.retry_decided = Some(true);
             let mut error =
                 Error::explain(ErrorType::HTTPStatus(status), "retryable upstream status");

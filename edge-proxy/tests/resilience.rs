@@ -181,6 +181,48 @@ async fn retryable_statuses_are_retried_once_on_another_instance_for_gets_only()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_with_retry_after_is_passed_through_not_retried() {
+    // Both instances share what is failing (as the functions share DynamoDB): each says when
+    // to come back, and the proxy does not spend the client's time asking the other one.
+    let a = Stub::start("a", Behaviour::StatusRetryAfter(503)).await;
+    let b = Stub::start("b", Behaviour::StatusRetryAfter(503)).await;
+    let proxy = start_proxy(&config(&[a.url(), b.url()], ""), None).await;
+    for attempt in 1..=2 {
+        let response = client()
+            .get(format!("{}/api/x", proxy.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 503);
+        assert_eq!(response.headers()["retry-after"], "1");
+        let body = response.text().await.unwrap();
+        assert!(
+            body.contains("\"instance\""),
+            "the upstream's own answer: {body}"
+        );
+        assert_eq!(
+            a.count() + b.count(),
+            attempt,
+            "one upstream call per request"
+        );
+    }
+    // The same status without Retry-After is still retried on the other instance.
+    a.set(Behaviour::Status(503));
+    b.set(Behaviour::Ok);
+    let (a_before, b_before) = (a.count(), b.count());
+    for _ in 0..4 {
+        let (status, body) = get(&proxy.base, "/api/x").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"b\""), "{body}");
+    }
+    assert_eq!(b.count() - b_before, 4);
+    assert!(
+        a.count() > a_before,
+        "round robin sent some of them to a first, and they were retried on b"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_is_retried_when_it_was_never_sent() {
     let down = Stub::start("down", Behaviour::Ok).await;
     down.stop();

@@ -102,3 +102,55 @@ pub fn error_code(body: &Value) -> &str {
     );
     code
 }
+
+/// The local stack's log folder (`STACK_LOG_DIR`); the tests that read logs need it.
+pub fn log_dir() -> String {
+    std::env::var("STACK_LOG_DIR")
+        .unwrap_or_else(|_| panic!("STACK_LOG_DIR must be set (local stack only)"))
+}
+
+/// Every line of the stack's logs matching `file_prefix`.
+pub fn log_lines(file_prefix: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(log_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with(file_prefix) && name.ends_with(".log") {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string();
+            lines.extend(text.lines().map(str::to_string));
+        }
+    }
+    lines
+}
+
+/// Waits (bounded) until some log line of `file_prefix` contains `needle`.
+pub async fn wait_for_log(file_prefix: &str, needle: &str) -> Option<String> {
+    for _ in 0..100 {
+        if let Some(line) = log_lines(file_prefix)
+            .into_iter()
+            .find(|l| l.contains(needle))
+        {
+            return Some(line);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// The proxy's access-log line for `request_id`, parsed (waits for it, bounded).
+pub async fn access_log(request_id: &str) -> Option<Value> {
+    for _ in 0..100 {
+        let found = log_lines("proxy").into_iter().find_map(|line| {
+            if !line.contains(request_id) {
+                return None;
+            }
+            let parsed: Value = serde_json::from_str(&line).ok()?;
+            (parsed["target"] == "access" && parsed["request_id"] == request_id).then_some(parsed)
+        });
+        if found.is_some() {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}

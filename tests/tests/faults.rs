@@ -10,17 +10,12 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{client, error_code, send, status_json, unique};
+use e2e::{access_log, client, error_code, log_dir, send, status_json, unique};
 use reqwest::Method;
 use serde_json::json;
 
-fn stack_dir() -> String {
-    std::env::var("STACK_LOG_DIR")
-        .unwrap_or_else(|_| panic!("STACK_LOG_DIR must be set (local stack only)"))
-}
-
 fn dynamodb_pid() -> String {
-    std::fs::read_to_string(format!("{}/dynamodb.pid", stack_dir()))
+    std::fs::read_to_string(format!("{}/dynamodb.pid", log_dir()))
         .unwrap()
         .trim()
         .to_string()
@@ -43,21 +38,36 @@ impl Drop for Resume {
     }
 }
 
-/// Answers from the functions while DynamoDB is down: a JSON 5xx each time, never a hang.
+/// Answers from the functions while DynamoDB is down: a JSON 5xx each time, never a hang. A
+/// 503 says when to come back (Retry-After), and the proxy passes it on instead of trying the
+/// other instance, which shares the same database.
 async fn answers_while_down(client: &reqwest::Client, state: &str) {
     let body = json!({"name": "Fault", "email": format!("{}@example.com", unique("f"))});
     for (method, path, body) in [
         (Method::POST, "/api/users", Some(&body)),
         (Method::GET, "/api/products?limit=1", None),
     ] {
+        let request_id = unique("fault-");
         let started = Instant::now();
-        let (status, json) = status_json(send(client, method, path, body, &[]).await).await;
+        let response = send(client, method, path, body, &[("x-request-id", &request_id)]).await;
+        let retry_after = response.headers().get("retry-after").cloned();
+        let (status, json) = status_json(response).await;
         let took = started.elapsed();
         assert!(
             status == 503 || status == 500,
             "{path}: got {status}: {json}"
         );
         assert!(!error_code(&json).is_empty());
+        if status == 503 {
+            assert!(retry_after.is_some(), "{path}: a 503 without Retry-After");
+        }
+        let line = access_log(&request_id)
+            .await
+            .unwrap_or_else(|| panic!("{path}: no access-log line for {request_id}"));
+        assert_eq!(
+            line["retries"], 0,
+            "{path}: the proxy retried an answer that said when to come back: {line}"
+        );
         // Not a latency assertion: a hang would run into the client's 30 s timeout instead.
         println!("{path} answered {status} after {took:?} with the database {state}");
     }
@@ -84,7 +94,7 @@ async fn fault_dynamodb_killed_then_restarted() {
     answers_while_down(&client, "killed").await;
 
     // The stack's profile is the name of its state folder (`.stack/test`).
-    let dir = stack_dir();
+    let dir = log_dir();
     let profile = std::path::Path::new(&dir)
         .file_name()
         .and_then(|name| name.to_str())

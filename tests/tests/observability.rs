@@ -3,45 +3,10 @@
 //!
 //! Needs `STACK_LOG_DIR` (the stack's log folder) and `E2E_ADMIN_URL`: local stack only.
 
-use std::time::Duration;
-
-use e2e::{api_key, base_url, client, status_json};
-
-fn log_dir() -> String {
-    std::env::var("STACK_LOG_DIR")
-        .unwrap_or_else(|_| panic!("STACK_LOG_DIR must be set (local stack only)"))
-}
+use e2e::{access_log, api_key, base_url, client, log_lines, status_json, wait_for_log};
 
 fn admin_url() -> String {
     std::env::var("E2E_ADMIN_URL").unwrap_or_else(|_| panic!("E2E_ADMIN_URL must be set"))
-}
-
-/// Every line of the stack's logs matching `file_prefix`.
-fn log_lines(file_prefix: &str) -> Vec<String> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(log_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if name.starts_with(file_prefix) && name.ends_with(".log") {
-            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string();
-            lines.extend(text.lines().map(str::to_string));
-        }
-    }
-    lines
-}
-
-/// Waits (bounded) until some log line of `file_prefix` contains `needle`.
-async fn wait_for_log(file_prefix: &str, needle: &str) -> Option<String> {
-    for _ in 0..100 {
-        if let Some(line) = log_lines(file_prefix)
-            .into_iter()
-            .find(|l| l.contains(needle))
-        {
-            return Some(line);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
 }
 
 #[tokio::test]
@@ -57,11 +22,10 @@ async fn one_request_id_in_the_response_the_proxy_log_and_the_function_log() {
     assert_eq!(response.status().as_u16(), 404);
     assert_eq!(response.headers()["x-request-id"], id.as_str());
 
-    let access = wait_for_log("proxy", &id)
+    let line = access_log(&id)
         .await
         .expect("the proxy's access log has the request id");
-    let line: serde_json::Value = serde_json::from_str(&access).unwrap();
-    assert_eq!(line["target"], "access");
+    let access = line.to_string();
     for field in [
         "request_id",
         "trace_id",

@@ -21,6 +21,8 @@ use tokio::task::JoinHandle;
 pub enum Behaviour {
     Ok,
     Status(u16),
+    /// This status with a `Retry-After: 1` header.
+    StatusRetryAfter(u16),
     Delay(Duration),
     /// Checks the SigV4 signature against these test credentials (access key, secret) and
     /// region; 403 when it is missing or wrong, as a Lambda function URL would.
@@ -149,6 +151,7 @@ async fn handle(
         let body = buffer[head_end..head_end + content_length].to_vec();
         buffer.drain(..head_end + content_length);
         let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let mut extra = "";
         let status = if path.ends_with("/health") {
             200
         } else {
@@ -158,6 +161,10 @@ async fn handle(
             match current {
                 Behaviour::Ok => 200,
                 Behaviour::Status(status) => status,
+                Behaviour::StatusRetryAfter(status) => {
+                    extra = "retry-after: 1\r\n";
+                    status
+                }
                 Behaviour::Delay(delay) => {
                     tokio::time::sleep(delay).await;
                     200
@@ -173,7 +180,7 @@ async fn handle(
         };
         let body = format!(r#"{{"instance":"{name}","path":"{path}"}}"#);
         let response = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{body}",
             body.len()
         );
         if stream.write_all(response.as_bytes()).await.is_err() {
