@@ -9,6 +9,9 @@
 #                                    stop the local DynamoDB endpoint (if running), start an
 #                                    empty one on the same port and create the tables again
 #                                    (the fault tests; functions and proxy keep running)
+#   scripts/stack.sh restart-instance PROFILE
+#                                    start the second function instance (:9101 in the test
+#                                    profile) again, e.g. after a fault test killed it
 #
 # PROFILE is `dev` (ports 4566 / 9000 / 8080) or `test` (4576 / 9100 / 8180), so `make test`
 # can run while `make dev` is up. Every process is started in its own session and stopped by
@@ -122,12 +125,14 @@ start_functions() {
     for port in "$LAMBDA_PORT" "$LAMBDA_PORT2"; do
         port_free "$port" || { log "port $port is in use"; return 1; }
     done
-    start functions cargo lambda watch --ignore-changes --disable-cors --quiet \
-        -A 127.0.0.1 -P "$LAMBDA_PORT" --concurrency 8 --env-file "$STATE/functions.env"
-    wait_http "$LAMBDA_URL/" 300 "cargo lambda watch"
-    start functions2 cargo lambda watch --ignore-changes --disable-cors --quiet \
-        -A 127.0.0.1 -P "$LAMBDA_PORT2" --concurrency 8 --env-file "$STATE/functions.env"
-    wait_http "$LAMBDA_URL2/" 300 "second cargo lambda watch"
+    start_watch functions "$LAMBDA_PORT"
+    start_watch functions2 "$LAMBDA_PORT2"
+}
+
+start_watch() { # name port
+    start "$1" cargo lambda watch --ignore-changes --disable-cors --quiet \
+        -A 127.0.0.1 -P "$2" --concurrency 8 --env-file "$STATE/functions.env"
+    wait_http "http://127.0.0.1:$2/" 300 "cargo lambda watch on :$2"
 }
 
 register_instances() {
@@ -160,10 +165,10 @@ start_proxy() {
     done
 }
 
-warm_functions() {
+warm_functions() { # base URL...
     # The first invocation of each function compiles/starts it: do it now, not in a test.
     log "warming up the functions"
-    for base in "$LAMBDA_URL" "$LAMBDA_URL2"; do
+    for base in "$@"; do
         for function in user-service product-service; do
             curl -s -o /dev/null --max-time 300 "$base/lambda-url/$function/health" || true
         done
@@ -179,7 +184,7 @@ case "${1:-}" in
         create_tables
         [ -x "$PROXY_BIN" ] || cargo build -p edge-proxy
         start_functions
-        warm_functions
+        warm_functions "$LAMBDA_URL" "$LAMBDA_URL2"
         register_instances
         start_proxy
         trap - ERR
@@ -194,6 +199,13 @@ case "${1:-}" in
         start_dynamodb
         create_tables
         ;;
+    restart-instance)
+        stop_one "$STATE/functions2.pid"
+        port_free "$LAMBDA_PORT2" || { log "port $LAMBDA_PORT2 is in use"; exit 1; }
+        log "starting the second instance of both functions on :$LAMBDA_PORT2"
+        start_watch functions2 "$LAMBDA_PORT2"
+        warm_functions "$LAMBDA_URL2"
+        ;;
     env)
         echo "E2E_BASE_URL=$PROXY_URL"
         echo "E2E_ADMIN_URL=$ADMIN_URL"
@@ -202,11 +214,12 @@ case "${1:-}" in
         echo "AWS_SECRET_ACCESS_KEY=local"
         echo "AWS_REGION=us-east-1"
         echo "STACK_LOG_DIR=$STATE"
+        echo "SECOND_INSTANCE_URL=$LAMBDA_URL2"
         echo "REGISTRY_TABLE=$REGISTRY_TABLE"
         [ -f "$STATE/functions.env" ] && grep -E '_TABLE=' "$STATE/functions.env"
         ;;
     *)
-        sed -n '2,12p' "$0" >&2
+        sed -n '2,18p' "$0" >&2
         exit 2
         ;;
 esac

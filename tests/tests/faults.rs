@@ -4,26 +4,75 @@
 //!
 //! Two ways down: paused with SIGSTOP (a hang: connections open, nothing answers; resumed with
 //! SIGCONT, data intact) and killed (connections refused; restarted empty with its tables by
-//! `scripts/stack.sh restart-dynamodb`). This disturbs every other test, so `make test` runs
-//! these alone, after the rest of the suite (their tests are named `fault_*`). Needs
-//! `STACK_LOG_DIR` (local stack only).
+//! `scripts/stack.sh restart-dynamodb`).
+//!
+//! And one function instance killed under load (SIGKILL to the second `cargo lambda watch`
+//! and its functions): the proxy routes around it without failing a read, and sends it
+//! traffic again once `scripts/stack.sh restart-instance` brings it back. The in-process
+//! resilience tests cover the same against stub upstreams with exact breaker counts; this one
+//! is the real stack.
+//!
+//! These disturb every other test, so `make test` runs them alone, after the rest of the suite
+//! (their tests are named `fault_*`). Needs `STACK_LOG_DIR` and `SECOND_INSTANCE_URL` (local
+//! stack only).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e::{access_log, client, error_code, log_dir, send, status_json, unique};
 use reqwest::Method;
 use serde_json::json;
 
-fn dynamodb_pid() -> String {
-    std::fs::read_to_string(format!("{}/dynamodb.pid", log_dir()))
+fn pid_of(process: &str) -> String {
+    std::fs::read_to_string(format!("{}/{process}.pid", log_dir()))
         .unwrap()
         .trim()
         .to_string()
 }
 
+fn dynamodb_pid() -> String {
+    pid_of("dynamodb")
+}
+
+/// Runs `scripts/stack.sh COMMAND PROFILE` for the stack under test.
+fn stack(command: &str) {
+    // The stack's profile is the name of its state folder (`.stack/test`).
+    let dir = log_dir();
+    let profile = std::path::Path::new(&dir)
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or("test")
+        .to_string();
+    let mut script = std::process::Command::new("scripts/stack.sh");
+    script
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .args([command, &profile]);
+    // Not the variables Cargo sets for this test (CARGO_PKG_VERSION_MAJOR, ...): the functions
+    // are started with `cargo run`, and some build scripts (ring's) rerun when those change, so
+    // they would rebuild half the dependency tree, now and again at the next normal build.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_by_cargo_test = [
+            "CARGO_PKG_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_MANIFEST_",
+        ]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+            || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&name.as_ref());
+        if set_by_cargo_test {
+            script.env_remove(name.as_ref());
+        }
+    }
+    let status = script.status().unwrap();
+    assert!(status.success(), "scripts/stack.sh {command} {profile}");
+}
+
 fn signal(signal: &str, pid: &str) {
     let status = std::process::Command::new("kill")
-        .args([signal, pid])
+        .args([signal, "--", pid])
         .status()
         .unwrap();
     assert!(status.success(), "kill {signal} {pid}");
@@ -93,19 +142,7 @@ async fn fault_dynamodb_killed_then_restarted() {
     signal("-KILL", &dynamodb_pid());
     answers_while_down(&client, "killed").await;
 
-    // The stack's profile is the name of its state folder (`.stack/test`).
-    let dir = log_dir();
-    let profile = std::path::Path::new(&dir)
-        .file_name()
-        .and_then(|name| name.to_str())
-        .unwrap_or("test")
-        .to_string();
-    let status = std::process::Command::new("scripts/stack.sh")
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .args(["restart-dynamodb", &profile])
-        .status()
-        .unwrap();
-    assert!(status.success(), "restarting the DynamoDB endpoint");
+    stack("restart-dynamodb");
     assert!(
         recovers(&client).await,
         "the functions recover once a DynamoDB endpoint answers again"
@@ -125,4 +162,125 @@ async fn fault_dynamodb_stops_and_comes_back() {
         recovers(&client).await,
         "the functions recover once DynamoDB answers again"
     );
+}
+
+/// One request of the load: its method, status and body, and whether it began after the kill.
+struct Outcome {
+    method: Method,
+    status: u16,
+    body: serde_json::Value,
+    after_kill: bool,
+}
+
+#[tokio::test]
+async fn fault_instance_killed_under_load() {
+    let client = client();
+    let second = std::env::var("SECOND_INSTANCE_URL")
+        .unwrap_or_else(|_| panic!("SECOND_INSTANCE_URL must be set (local stack only)"));
+    let sku = unique("SKU-").to_uppercase();
+    let product =
+        json!({"sku": sku, "name": "Lamp", "price_cents": 999, "currency": "EUR", "stock": 5});
+    let (status, created) =
+        status_json(send(&client, Method::POST, "/api/products", Some(&product), &[]).await).await;
+    assert_eq!(status, 201, "{created}");
+    let product_path = format!("/api/products/{}", created["id"].as_str().unwrap());
+
+    // Four clients, each: three reads of the product, then one new user; 240 requests in all,
+    // within the rate limit's burst. The second instance dies after the first 40.
+    let done = Arc::new(AtomicUsize::new(0));
+    let killed = Arc::new(AtomicUsize::new(0));
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (client, done, killed, outcomes) = (
+            client.clone(),
+            Arc::clone(&done),
+            Arc::clone(&killed),
+            Arc::clone(&outcomes),
+        );
+        let product_path = product_path.clone();
+        workers.push(tokio::spawn(async move {
+            for i in 0..60 {
+                let after_kill = killed.load(Ordering::SeqCst) == 1;
+                let user = json!({"name": "Load", "email": format!("{}@example.com", unique("l"))});
+                let (method, path, body) = if i % 4 == 3 {
+                    (Method::POST, "/api/users", Some(&user))
+                } else {
+                    (Method::GET, product_path.as_str(), None)
+                };
+                let (status, body) =
+                    status_json(send(&client, method.clone(), path, body, &[]).await).await;
+                outcomes.lock().unwrap().push(Outcome {
+                    method,
+                    status,
+                    body,
+                    after_kill,
+                });
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    while done.load(Ordering::SeqCst) < 40 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The whole process group: cargo lambda watch and the function processes it started.
+    signal("-KILL", &format!("-{}", pid_of("functions2")));
+    killed.store(1, Ordering::SeqCst);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+
+    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
+    assert_eq!(outcomes.len(), 240);
+    assert!(
+        outcomes.iter().filter(|o| o.after_kill).count() >= 150,
+        "most of the load ran after the kill"
+    );
+    for outcome in &outcomes {
+        if outcome.method == Method::GET {
+            // Reads are retried on the live instance, whatever state the dead one was in.
+            assert_eq!(outcome.status, 200, "a read failed: {}", outcome.body);
+        } else if outcome.status != 201 {
+            // A create in flight on the dying instance cannot be replayed (it may have been
+            // stored): the client gets a JSON error that says the upstream failed, never a hang.
+            assert!(
+                matches!(outcome.status, 502..=504),
+                "a create got {}: {}",
+                outcome.status,
+                outcome.body
+            );
+            assert!(!error_code(&outcome.body).is_empty());
+        }
+    }
+    let created_after_kill = outcomes
+        .iter()
+        .filter(|o| o.after_kill && o.method == Method::POST && o.status == 201)
+        .count();
+    assert!(created_after_kill > 0, "creates go on after the kill");
+
+    // Back: the proxy finds the instance again (health checks, then a half-open probe).
+    stack("restart-instance");
+    let mut back = false;
+    for _ in 0..150 {
+        let request_id = unique("back-");
+        let response = send(
+            &client,
+            Method::GET,
+            &product_path,
+            None,
+            &[("x-request-id", &request_id)],
+        )
+        .await;
+        assert_eq!(response.status().as_u16(), 200);
+        let line = access_log(&request_id).await.expect("an access-log line");
+        if line["upstream"]
+            .as_str()
+            .is_some_and(|upstream| upstream.starts_with(&second))
+        {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(back, "the restarted instance gets traffic again");
 }
