@@ -177,6 +177,23 @@ impl ProxyError {
         session.write_response_body(Some(body), true).await
     }
 
+    /// Writes the error as the response to a request that failed while being proxied: says
+    /// `Connection: close` (Pingora does not reuse the connection after a failure, and a client
+    /// that was not told would send its next request into a closing socket), and writes
+    /// nothing if a response has already begun.
+    pub async fn respond_and_close(
+        &self,
+        session: &mut Session,
+        extra: &[(&'static str, String)],
+    ) -> pingora::Result<()> {
+        let body = self.body();
+        let mut header = self.header(body.len())?;
+        for (name, value) in extra {
+            header.insert_header(*name, value.as_str())?;
+        }
+        session.write_error_response(header, body).await
+    }
+
     /// Classifies a Pingora error raised while proxying. `None` means the client is gone and
     /// nothing can be written.
     pub fn from_pingora(error: &Error) -> Option<ProxyError> {

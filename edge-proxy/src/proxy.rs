@@ -673,7 +673,7 @@ impl ProxyHttp for EdgeProxy {
             };
         };
         if let Err(write_error) = proxy_error
-            .respond_with(session, &[("x-request-id", ctx.request_id.clone())])
+            .respond_and_close(session, &[("x-request-id", ctx.request_id.clone())])
             .await
         {
             tracing::debug!(error = %write_error, "could not write the error response");

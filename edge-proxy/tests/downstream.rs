@@ -280,3 +280,37 @@ async fn many_slow_clients_neither_starve_others_nor_stay() {
         .render()
         .contains("edge_refused_heads_total{reason=\"timeout\"} 100"));
 }
+
+#[tokio::test]
+async fn a_proxying_failure_says_connection_close_before_closing() {
+    // The proxy does not reuse a client connection after a failed proxy attempt; a client
+    // that was not told would send its next request into a closing socket.
+    let (stub, proxy) = setup(Behaviour::Ok).await;
+    stub.stop();
+    let mut stream = connect(&proxy).await;
+    stream
+        .write_all(b"GET /api/x HTTP/1.1\r\nhost: edge\r\n\r\n")
+        .await
+        .unwrap();
+    let text = read_all(&mut stream).await;
+    let (status, code) = status_and_code(&text);
+    assert_eq!((status, code.as_str()), (502, "bad_gateway"), "{text}");
+    let head = text.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    assert!(head.contains("\r\nconnection: close"), "{head}");
+}
+
+#[tokio::test]
+async fn the_proxys_own_refusals_keep_the_connection() {
+    let (_stub, proxy) = setup(Behaviour::Ok).await;
+    let mut stream = connect(&proxy).await;
+    stream
+        .write_all(b"GET /nowhere HTTP/1.1\r\nhost: edge\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut stream).await.0, 404);
+    stream
+        .write_all(b"GET /api/x HTTP/1.1\r\nhost: edge\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut stream).await.0, 200);
+}
