@@ -160,17 +160,23 @@ impl ProxyError {
         out
     }
 
+    /// The response header, with extra headers, and the body.
+    fn parts(&self, extra: &[(&'static str, String)]) -> pingora::Result<(ResponseHeader, Bytes)> {
+        let body = self.body();
+        let mut header = self.header(body.len())?;
+        for (name, value) in extra {
+            header.insert_header(*name, value.as_str())?;
+        }
+        Ok((header, body))
+    }
+
     /// Writes the error as the whole response, with extra headers.
     pub async fn respond_with(
         &self,
         session: &mut Session,
         extra: &[(&'static str, String)],
     ) -> pingora::Result<()> {
-        let body = self.body();
-        let mut header = self.header(body.len())?;
-        for (name, value) in extra {
-            header.insert_header(*name, value.as_str())?;
-        }
+        let (header, body) = self.parts(extra)?;
         session
             .write_response_header(Box::new(header), false)
             .await?;
@@ -186,11 +192,7 @@ impl ProxyError {
         session: &mut Session,
         extra: &[(&'static str, String)],
     ) -> pingora::Result<()> {
-        let body = self.body();
-        let mut header = self.header(body.len())?;
-        for (name, value) in extra {
-            header.insert_header(*name, value.as_str())?;
-        }
+        let (header, body) = self.parts(extra)?;
         session.write_error_response(header, body).await
     }
 
