@@ -38,6 +38,11 @@ async fn create_get_patch_delete() {
 
     let response = send(&client, Method::GET, &path, None, &[]).await;
     assert_eq!(response.headers()["etag"], "\"1\"");
+    // HEAD: the same status and headers, no body.
+    let head = send(&client, Method::HEAD, &path, None, &[]).await;
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(head.headers()["etag"], "\"1\"");
+    assert!(head.bytes().await.unwrap().is_empty());
 
     // Stale If-Match: 412 and nothing changes.
     let (status, body) = status_json(

@@ -55,6 +55,25 @@ async fn create_get_and_location() {
 }
 
 #[tokio::test]
+async fn head_follows_get_and_only_where_get_is_served() {
+    let app = app();
+    let id = create(&app, product_body("LAMP-H", 1)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let head = call(&app, Method::HEAD, &format!("/products/{id}"), None).await;
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["etag"], "\"1\"");
+    assert!(matches!(head.body(), Body::Empty));
+    // Reservations are created with POST only: HEAD there is a 405 like GET, without a body.
+    let reservations = format!("/products/{id}/reservations");
+    let refused = call(&app, Method::HEAD, &reservations, None).await;
+    assert_eq!(refused.status(), 405);
+    assert_eq!(refused.headers()["allow"], "POST");
+    assert!(matches!(refused.body(), Body::Empty));
+}
+
+#[tokio::test]
 async fn sku_is_unique() {
     let app = app();
     create(&app, product_body("LAMP-1", 1)).await;

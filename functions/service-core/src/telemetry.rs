@@ -57,9 +57,10 @@ pub fn trace_id(traceparent: &str) -> Option<&str> {
 }
 
 /// Runs a request's routing inside its span and turns an error into its JSON response, so both
-/// functions log and answer failures the same way.
+/// functions log and answer failures the same way. `HEAD` is answered as `GET` without the
+/// body (HTTP requires it wherever `GET` is served), so handlers never see it.
 pub async fn handle_request<F, Fut>(
-    request: lambda_http::Request,
+    mut request: lambda_http::Request,
     route: F,
 ) -> lambda_http::Response<lambda_http::Body>
 where
@@ -98,11 +99,28 @@ where
         &trace,
         &consumer,
     );
+    let head = request.method() == lambda_http::http::Method::HEAD;
+    if head {
+        *request.method_mut() = lambda_http::http::Method::GET;
+    }
     async move {
-        let response = match route(request).await {
+        let mut response = match route(request).await {
             Ok(response) => response,
             Err(error) => error.into_response(),
         };
+        if head {
+            // The length GET would have sent, as HTTP asks of a HEAD response.
+            let length = match response.body() {
+                lambda_http::Body::Text(text) => text.len(),
+                lambda_http::Body::Binary(bytes) => bytes.len(),
+                _ => 0,
+            };
+            response.headers_mut().insert(
+                lambda_http::http::header::CONTENT_LENGTH,
+                lambda_http::http::HeaderValue::from(length),
+            );
+            *response.body_mut() = lambda_http::Body::Empty;
+        }
         tracing::info!(status = response.status().as_u16(), "handled");
         response
     }

@@ -44,12 +44,14 @@ impl App {
         match segments.as_slice() {
             ["health"] => match method {
                 Method::GET => Ok(service_core::http::health()),
-                _ => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+                _ => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
             },
             ["users"] => match method {
                 Method::GET => self.list(&request).await,
                 Method::POST => self.create(&request).await,
-                _ => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
+                _ => Err(ApiError::MethodNotAllowed {
+                    allow: "GET, HEAD, POST",
+                }),
             },
             ["users", id] => {
                 let id = *id;
@@ -58,7 +60,7 @@ impl App {
                     Method::PATCH => self.update(id, &request).await,
                     Method::DELETE => self.delete(id, &request).await,
                     _ => Err(ApiError::MethodNotAllowed {
-                        allow: "GET, PATCH, DELETE",
+                        allow: "GET, HEAD, PATCH, DELETE",
                     }),
                 }
             }
