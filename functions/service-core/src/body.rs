@@ -57,17 +57,27 @@ pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Body) -> Resu
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
-        if inner.classify() == serde_json::error::Category::Data && path != "." {
-            ApiError::invalid_field(path, describe(&inner))
-        } else if inner.classify() == serde_json::error::Category::Data {
-            // A data error at the root: the body is JSON but not an object of the right shape,
-            // or a field is missing / unknown (serde reports those at the enclosing object).
-            match missing_or_unknown_field(&inner) {
-                Some((field, message)) => ApiError::invalid_field(field, message),
-                None => ApiError::InvalidJson(describe(&inner)),
+        if inner.classify() != serde_json::error::Category::Data {
+            return ApiError::InvalidJson(describe(&inner));
+        }
+        match (missing_or_unknown_field(&inner), path.as_str()) {
+            // serde reports a missing field at the object that lacks it, an unknown one at the
+            // key itself: name the field either way.
+            (Some(FieldRule::Missing(field)), ".") => ApiError::invalid_field(field, "is required"),
+            (Some(FieldRule::Missing(field)), object) => {
+                ApiError::invalid_field(format!("{object}.{field}"), "is required")
             }
-        } else {
-            ApiError::InvalidJson(describe(&inner))
+            (Some(FieldRule::Unknown { field, expected }), at) => {
+                let field = if at == "." { field } else { at.to_string() };
+                let message = match expected {
+                    Some(expected) => format!("is not a known field (expected {expected})"),
+                    None => "is not a known field".to_string(),
+                };
+                ApiError::invalid_field(field, message)
+            }
+            // The body is JSON but not an object of the right shape.
+            (None, ".") => ApiError::InvalidJson(describe(&inner)),
+            (None, field) => ApiError::invalid_field(field, describe(&inner)),
         }
     })?;
     deserializer
@@ -85,20 +95,27 @@ fn describe(error: &serde_json::Error) -> String {
     }
 }
 
-/// serde reports "missing field `x`" and "unknown field `x`, expected ..." at the object that
-/// lacks or has the field; pull the name out so the client is told which field it is.
-fn missing_or_unknown_field(error: &serde_json::Error) -> Option<(String, String)> {
+/// A field rule serde reports in its message: "missing field `x`", or "unknown field `x`,
+/// expected `a` or `b`" (or "there are no fields").
+enum FieldRule {
+    Missing(String),
+    Unknown {
+        field: String,
+        expected: Option<String>,
+    },
+}
+
+fn missing_or_unknown_field(error: &serde_json::Error) -> Option<FieldRule> {
     let text = describe(error);
-    for (prefix, message) in [
-        ("missing field `", "is required"),
-        ("unknown field `", "is not a known field"),
-    ] {
-        if let Some(rest) = text.strip_prefix(prefix) {
-            let field = rest.split('`').next()?;
-            return Some((field.to_string(), message.to_string()));
-        }
+    if let Some(rest) = text.strip_prefix("missing field `") {
+        return Some(FieldRule::Missing(rest.split('`').next()?.to_string()));
     }
-    None
+    let rest = text.strip_prefix("unknown field `")?;
+    let (field, after) = rest.split_once('`')?;
+    Some(FieldRule::Unknown {
+        field: field.to_string(),
+        expected: after.strip_prefix(", expected ").map(str::to_string),
+    })
 }
 
 #[cfg(test)]
@@ -188,11 +205,40 @@ mod tests {
 
         let (code, message) = code_and_message(parse(r#"{"name":"a","count":1,"admin":true}"#));
         assert_eq!(code, "invalid_field");
-        assert!(message.contains("`admin`"), "{message}");
+        assert_eq!(
+            message,
+            "`admin` is not a known field (expected `name` or `count`)"
+        );
 
         let (code, message) = code_and_message(parse(r#"{"name":"a","count":-1}"#));
         assert_eq!(code, "invalid_field");
         assert!(message.contains("`count`"), "{message}");
+    }
+
+    #[test]
+    fn nested_fields_are_named_by_their_path() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Outer {
+            inner: Input,
+        }
+        let parse_outer = |body: &str| -> Result<Outer, ApiError> {
+            parse_json(&json_headers("application/json"), &Body::Text(body.into()))
+        };
+        let message = |result: Result<Outer, ApiError>| result.unwrap_err().public_message();
+        assert_eq!(
+            message(parse_outer(r#"{"inner":{"name":"a"}}"#)),
+            "`inner.count` is required"
+        );
+        assert_eq!(
+            message(parse_outer(r#"{"inner":{"name":"a","count":1,"x":1}}"#)),
+            "`inner.x` is not a known field (expected `name` or `count`)"
+        );
+        assert_eq!(
+            message(parse_outer(r#"{"inner":{"name":"a","count":"1"}}"#)),
+            "`inner.count` invalid type: string \"1\", expected u32"
+        );
     }
 
     #[test]
