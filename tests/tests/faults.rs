@@ -258,10 +258,12 @@ async fn fault_instance_killed_under_load() {
         .count();
     assert!(created_after_kill > 0, "creates go on after the kill");
 
-    // Back: the proxy finds the instance again (health checks, then a half-open probe).
+    // Back: the proxy finds the instance again (health checks, then a half-open probe). Bounded
+    // by the breaker's longest open period (60 s in dev.toml) plus health checks, not a timing
+    // assertion: it usually takes a few seconds.
     stack("restart-instance");
     let mut back = false;
-    for _ in 0..150 {
+    for _ in 0..400 {
         let request_id = unique("back-");
         let response = send(
             &client,
