@@ -221,12 +221,23 @@ impl Drop for RunningProxy {
     }
 }
 
+/// A port nothing listens on, never handed out twice in this process: the port is released
+/// before the proxy binds it, so two tests starting at once could otherwise be given the same
+/// one, and one test's requests would reach the other's proxy (or admin listener).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Starts the proxy from config text in which `{port}` is replaced by a free port.
