@@ -44,6 +44,8 @@ impl Stub {
     pub async fn start(name: &'static str, behaviour: Behaviour) -> Arc<Stub> {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
+        // A stopped stub listens on its port again later: keep it from free_port meanwhile.
+        GIVEN.lock().unwrap().push(port);
         let stub = Arc::new(Stub {
             name,
             port,
@@ -221,11 +223,13 @@ impl Drop for RunningProxy {
     }
 }
 
+/// Ports this process has given to a proxy or a stub.
+static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
 /// A port nothing listens on, never handed out twice in this process: the port is released
 /// before the proxy binds it, so two tests starting at once could otherwise be given the same
 /// one, and one test's requests would reach the other's proxy (or admin listener).
 pub fn free_port() -> u16 {
-    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap();
     loop {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
