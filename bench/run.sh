@@ -182,7 +182,8 @@ print(json.dumps({"rps": med("rps"), "p50_us": med("p50_us"), "p99_us": med("p99
 log "installing and building what the benchmark needs"
 install_tools
 scripts/setup.sh >/dev/null 2>&1 || SKIP_BUILD=1 scripts/setup.sh
-cargo build --release -p edge-proxy -p user-service -p product-service --bins --example limiter_memory 2>&1 | tail -n 1
+cargo build --release -p edge-proxy -p user-service -p product-service --bins \
+    --example limiter_memory --example bare_pingora 2>&1 | tail -n 1
 
 CPU=$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
 CORES=$(nproc)
@@ -196,6 +197,11 @@ RESULT[nginx]=$(run_wrk http://127.0.0.1:18082/api/items); stop_pid "$pid"
 
 pid=$(start_haproxy); wait_port 18083
 RESULT[haproxy]=$(run_wrk http://127.0.0.1:18083/api/items); stop_pid "$pid"
+
+# Pingora with none of our code: what the framework itself costs here.
+taskset -c 0 target/release/examples/bare_pingora 127.0.0.1:18086 127.0.0.1:18081 >/dev/null 2>&1 &
+pid=$!; PIDS+=("$pid"); wait_port 18086
+RESULT[pingora]=$(run_wrk http://127.0.0.1:18086/api/items); stop_pid "$pid"
 
 pid=$(start_edge routing 18084 18094 routing); wait_port 18084
 RESULT[edge-routing]=$(run_wrk http://127.0.0.1:18084/api/items); stop_pid "$pid"
@@ -253,6 +259,7 @@ import json, sys
 out = sys.argv[1]
 results = {k: json.loads(v) for k, v in [
     ("direct", '''${RESULT[direct]}'''), ("nginx", '''${RESULT[nginx]}'''), ("haproxy", '''${RESULT[haproxy]}'''),
+    ("pingora, bare (no filters)", '''${RESULT[pingora]}'''),
     ("edge-proxy, routing only", '''${RESULT[edge-routing]}'''), ("edge-proxy, everything on", '''${RESULT[edge-full]}''')]}
 nginx = results["nginx"]
 direct = results["direct"]
@@ -270,6 +277,9 @@ for name, r in results.items():
         name, r["rps"], r["p50_us"], r["p99_us"], r["p999_us"], r["rps"] / nginx["rps"],
         r["p99_us"] / max(nginx["p99_us"], 1), r["p50_us"] - direct["p50_us"], r["errors"], r["non2xx"]))
 lines += [
+    "",
+    "Pingora, bare = Pingora's proxy with an empty filter set and one upstream",
+    "(edge-proxy/examples/bare_pingora.rs), same thread count and allocator as the edge proxy.",
     "",
     "Everything on = API-key auth, rate limit (set high enough not to reject), circuit breakers,",
     "two instances with least-in-flight balancing and health checks, metrics, and a JSON access-log",
