@@ -123,34 +123,34 @@ pub fn log_lines(file_prefix: &str) -> Vec<String> {
     lines
 }
 
-/// Waits (bounded) until some log line of `file_prefix` contains `needle`.
-pub async fn wait_for_log(file_prefix: &str, needle: &str) -> Option<String> {
+/// Polls the logs of `file_prefix` (bounded: about 10 s) until `find` picks something out of a
+/// line.
+async fn poll_logs<T>(file_prefix: &str, mut find: impl FnMut(&str) -> Option<T>) -> Option<T> {
     for _ in 0..100 {
-        if let Some(line) = log_lines(file_prefix)
-            .into_iter()
-            .find(|l| l.contains(needle))
-        {
-            return Some(line);
+        if let Some(found) = log_lines(file_prefix).iter().find_map(|line| find(line)) {
+            return Some(found);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     None
 }
 
+/// Waits (bounded) until some log line of `file_prefix` contains `needle`.
+pub async fn wait_for_log(file_prefix: &str, needle: &str) -> Option<String> {
+    poll_logs(file_prefix, |line| {
+        line.contains(needle).then(|| line.to_string())
+    })
+    .await
+}
+
 /// The proxy's access-log line for `request_id`, parsed (waits for it, bounded).
 pub async fn access_log(request_id: &str) -> Option<Value> {
-    for _ in 0..100 {
-        let found = log_lines("proxy").into_iter().find_map(|line| {
-            if !line.contains(request_id) {
-                return None;
-            }
-            let parsed: Value = serde_json::from_str(&line).ok()?;
-            (parsed["target"] == "access" && parsed["request_id"] == request_id).then_some(parsed)
-        });
-        if found.is_some() {
-            return found;
+    poll_logs("proxy", |line| {
+        if !line.contains(request_id) {
+            return None;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
+        let parsed: Value = serde_json::from_str(line).ok()?;
+        (parsed["target"] == "access" && parsed["request_id"] == request_id).then_some(parsed)
+    })
+    .await
 }

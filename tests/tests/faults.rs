@@ -16,7 +16,7 @@
 //! (their tests are named `fault_*`). Needs `STACK_LOG_DIR` and `SECOND_INSTANCE_URL` (local
 //! stack only).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -188,7 +188,7 @@ async fn fault_instance_killed_under_load() {
     // Four clients, each: three reads of the product, then one new user; 240 requests in all,
     // within the rate limit's burst. The second instance dies after the first 40.
     let done = Arc::new(AtomicUsize::new(0));
-    let killed = Arc::new(AtomicUsize::new(0));
+    let killed = Arc::new(AtomicBool::new(false));
     let outcomes = Arc::new(Mutex::new(Vec::new()));
     let mut workers = Vec::new();
     for _ in 0..4 {
@@ -201,7 +201,7 @@ async fn fault_instance_killed_under_load() {
         let product_path = product_path.clone();
         workers.push(tokio::spawn(async move {
             for i in 0..60 {
-                let after_kill = killed.load(Ordering::SeqCst) == 1;
+                let after_kill = killed.load(Ordering::SeqCst);
                 let user = json!({"name": "Load", "email": format!("{}@example.com", unique("l"))});
                 let (method, path, body) = if i % 4 == 3 {
                     (Method::POST, "/api/users", Some(&user))
@@ -225,7 +225,7 @@ async fn fault_instance_killed_under_load() {
     }
     // The whole process group: cargo lambda watch and the function processes it started.
     signal("-KILL", &format!("-{}", pid_of("functions2")));
-    killed.store(1, Ordering::SeqCst);
+    killed.store(true, Ordering::SeqCst);
     for worker in workers {
         worker.await.unwrap();
     }
