@@ -8,7 +8,8 @@
 
 use std::time::Instant;
 
-use edge_proxy::ratelimit::{RateLimiter, RatePolicy};
+use edge_proxy::admission::ratelimit::RateLimiter;
+use edge_proxy::config::RatePolicy;
 
 fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")

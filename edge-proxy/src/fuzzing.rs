@@ -5,10 +5,9 @@
 
 use pingora::http::RequestHeader;
 
-use crate::auth::AuthMode;
-use crate::config::{Config, Route};
-use crate::hygiene::{self, Limits, Utf8Check};
-use crate::routing::{check_path, upstream_path, Router};
+use crate::config::{AuthMode, Config, Limits, Route};
+use crate::proxy::hygiene::{self, Utf8Check};
+use crate::proxy::routing::{check_path, upstream_path, Router};
 
 /// Config files: anything either validates into a config whose routes all work, or is refused
 /// with an error that names where.

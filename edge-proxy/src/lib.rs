@@ -1,48 +1,42 @@
 //! The edge proxy: a Pingora server in front of the Lambda functions.
 //!
+//! The crate is five areas whose dependencies point one way (a module never imports from an
+//! area that depends on it; `tests/architecture.rs` checks this):
+//!
+//! ```text
+//!                       server, cli            composition root, the command line
+//!                           │
+//!                         proxy                ProxyHttp phases, request context, hygiene,
+//!                      ╱    │    ╲             routing, forwarding, JSON errors, the
+//!                     ╱     │     ╲            downstream connection loop
+//!            admission      │     upstream     auth, JWKS, rate limits │ pools, breakers,
+//!                     ╲     │     ╱  │         retry budget, discovery, registry,
+//!                      ╲    │    ╱   │         health checks, SigV4
+//!                         config    ops        validated settings │ metrics, trace
+//!                                              context, logs, admin listener
+//! ```
+//!
 //! - [`config`]: the TOML file, validated into typed config (errors name the field).
-//! - [`downstream`]: the connection loop around Pingora's: head deadline, JSON for requests
-//!   Pingora refuses itself.
-//! - [`hygiene`]: framing and size checks before routing.
-//! - [`routing`]: path prefix routing, traversal refusal, path and `Location` rewriting.
-//! - [`upstream`]: instance URLs.
-//! - [`pool`]: a service's live instances and the choice of one per attempt.
-//! - [`breaker`]: the per-instance circuit breaker.
-//! - [`retry`]: the per-service retry budget.
-//! - [`discovery`] and [`registry`]: static instances plus the DynamoDB registry table.
-//! - [`health`]: active health checks.
-//! - [`metrics`]: Prometheus metrics.
-//! - [`auth`]: API keys, JWT verification, scopes.
-//! - [`ratelimit`]: GCRA rate limiting in bounded memory.
-//! - [`proxy`]: the `ProxyHttp` implementation, phase by phase.
-//! - [`error`]: the proxy's own JSON error responses.
-//! - [`sigv4`]: SigV4 signing for `aws-iam` upstreams (Lambda function URLs).
-//! - [`server`]: building and running the Pingora server.
-//! - [`telemetry`]: log set-up; [`trace`]: request ids and W3C trace context.
-//! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`).
-//! - `fuzzing`: properties shared by the fuzz targets (`edge-proxy/fuzz`) and seed replays.
+//! - [`admission`]: API keys, JWT verification and JWKS, scopes, GCRA rate limiting.
+//! - [`upstream`]: instance pools and balancing, circuit breakers, the retry budget, static and
+//!   registry discovery, active health checks, SigV4 for function URLs.
+//! - [`proxy`]: the `ProxyHttp` implementation and what it needs on the request path.
+//! - [`ops`]: Prometheus metrics, request ids and trace context, logs, the admin listener.
+//! - [`server`] builds and runs it all; [`cli`] is the command line; [`error`] is the crate's
+//!   error type off the request path (on it, [`proxy::ProxyError`]).
+//! - `fuzzing` (feature `fuzzing`): properties shared by the fuzz targets (`edge-proxy/fuzz`)
+//!   and the seed replays `cargo test` runs.
 
-pub mod admin;
-pub mod auth;
-pub mod breaker;
+pub mod admission;
+pub mod cli;
 pub mod config;
-pub mod discovery;
-pub mod downstream;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod health;
-pub mod hygiene;
-pub mod jwks;
-pub mod metrics;
-pub mod pool;
+pub mod ops;
 pub mod proxy;
-pub mod ratelimit;
-pub mod registry;
-pub mod retry;
-pub mod routing;
 pub mod server;
-pub mod sigv4;
-pub mod telemetry;
-pub mod trace;
 pub mod upstream;
+
+pub use error::Error;

@@ -1,6 +1,7 @@
-//! Builds the Pingora server from a validated [`Config`] and runs it until a shutdown signal:
-//! the proxy service, plus discovery and health checks as background services.
-//! Tests call [`build`] and run the server on a thread with their own shutdown signal.
+//! The composition root: builds the Pingora server from a validated [`Config`] (the proxy
+//! service behind the downstream loop, the admin listener, discovery, health checks and JWKS
+//! refresh as background services) and runs it until a shutdown signal. Tests call [`build`]
+//! and run the server on a thread with their own shutdown signal.
 
 use std::sync::Arc;
 
@@ -10,18 +11,20 @@ use pingora::services::background::background_service;
 
 use pingora::services::listening::Service;
 
-use crate::admin::AdminApp;
-use crate::auth::Authenticator;
+use crate::admission::auth::Authenticator;
+use crate::admission::jwks::{self, JwksRefresher};
 use crate::config::Config;
-use crate::discovery::DiscoveryService;
-use crate::downstream::EdgeApp;
-use crate::health::HealthService;
-use crate::jwks::{self, JwksRefresher};
-use crate::metrics::Metrics;
-use crate::pool::ServicePool;
+use crate::error::Error;
+use crate::ops::admin::AdminApp;
+use crate::ops::metrics::Metrics;
+use crate::proxy::downstream::EdgeApp;
 use crate::proxy::EdgeProxy;
-use crate::registry::{DynamoRegistry, RegistrySource};
-use crate::sigv4::Signer;
+use crate::upstream::discovery::DiscoveryService;
+use crate::upstream::health::HealthService;
+use crate::upstream::pool::ServicePool;
+use crate::upstream::registry::{DynamoRegistry, RegistrySource};
+use crate::upstream::sigv4::Signer;
+use crate::upstream::Pools;
 
 /// What a running proxy exposes to its admin listener and to tests.
 #[derive(Clone)]
@@ -37,12 +40,12 @@ impl ProxyHandle {
     }
 }
 
-/// A ready-to-run server: the proxy on `config.listen`, discovery, health checks.
+/// A ready-to-run server: the proxy on `config.server.listen`, discovery, health checks.
 /// `registry` overrides the registry source (tests); otherwise the configured table is used.
 pub fn build(
     config: &Config,
     registry: Option<Arc<dyn RegistrySource>>,
-) -> Result<(Server, ProxyHandle), String> {
+) -> Result<(Server, ProxyHandle), Error> {
     build_with(
         config,
         Overrides {
@@ -62,12 +65,12 @@ pub struct Overrides {
 }
 
 /// [`build`] with any of the AWS dependencies replaced.
-pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, ProxyHandle), String> {
+pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, ProxyHandle), Error> {
     let registry = overrides.registry;
     let conf = ServerConf {
-        threads: config.threads,
-        grace_period_seconds: Some(config.grace_period_seconds),
-        graceful_shutdown_timeout_seconds: Some(config.graceful_shutdown_timeout_seconds),
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout_seconds),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -97,7 +100,10 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| format!("runtime: {e}"))?;
+                .map_err(|source| Error::Os {
+                    what: "start a runtime",
+                    source,
+                })?;
             Some(Arc::new(runtime.block_on(Signer::from_env())))
         }
         None => None,
@@ -111,7 +117,10 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| format!("runtime: {e}"))?;
+                .map_err(|source| Error::Os {
+                    what: "start a runtime",
+                    source,
+                })?;
             let registry =
                 runtime.block_on(DynamoRegistry::from_env(registry_config.table.clone()));
             Some(Arc::new(registry) as Arc<dyn RegistrySource>)
@@ -130,16 +139,17 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
     ));
 
     let proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
-    let app = EdgeApp::new(proxy, config.head_timeout, Arc::clone(&metrics));
+    let app = EdgeApp::new(proxy, config.server.head_timeout, Arc::clone(&metrics));
     let mut service = Service::new("edge proxy".to_string(), app);
-    service.add_tcp(&config.listen.to_string());
+    service.add_tcp(&config.server.listen.to_string());
     server.add_service(service);
     let handle = ProxyHandle { metrics, pools };
-    if let Some(admin_listen) = config.admin_listen {
+    if let Some(admin_listen) = config.server.admin_listen {
         let mut admin = Service::new(
             "admin".to_string(),
             AdminApp {
-                handle: handle.clone(),
+                metrics: Arc::clone(&handle.metrics),
+                upstreams: Arc::new(Pools(handle.pools.clone())),
             },
         );
         admin.add_tcp(&admin_listen.to_string());
@@ -149,7 +159,7 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
 }
 
 /// Runs until `run_args.shutdown_signal` fires (SIGTERM/SIGINT by default).
-pub fn run(config: &Config, run_args: RunArgs) -> Result<(), String> {
+pub fn run(config: &Config, run_args: RunArgs) -> Result<(), Error> {
     let (server, _handle) = build(config, None)?;
     server.run(run_args);
     Ok(())

@@ -71,7 +71,7 @@ fn config(upstream: &str) -> String {
 }
 
 fn sha256(key: &str) -> [u8; 32] {
-    edge_proxy::auth::hash_key(key)
+    edge_proxy::admission::auth::hash_key(key)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -80,7 +80,7 @@ fn hex(bytes: &[u8]) -> String {
 
 fn token(scopes: &[&str]) -> String {
     let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-    edge_proxy::auth::mint_hs256(
+    edge_proxy::admission::auth::mint_hs256(
         SECRET.as_bytes(),
         "alice",
         &scopes,
@@ -332,8 +332,9 @@ async fn serve_json(body: String) -> (u16, tokio::task::JoinHandle<()>) {
 async fn jwks_url_refresh_keeps_the_last_good_keys() {
     use std::sync::Arc;
 
-    use edge_proxy::auth::{Authenticator, JwtSettings};
-    use edge_proxy::jwks::JwksRefresher;
+    use edge_proxy::admission::auth::Authenticator;
+    use edge_proxy::admission::jwks::JwksRefresher;
+    use edge_proxy::config::JwtSettings;
 
     let (port, server) = serve_json(include_str!("data/jwks.json").to_string()).await;
     let auth = Arc::new(Authenticator::new(Vec::new(), JwtSettings::default()));
@@ -344,7 +345,10 @@ async fn jwks_url_refresh_keeps_the_last_good_keys() {
         interval: Duration::from_secs(60),
     };
     let http = reqwest::Client::new();
-    assert_eq!(refresher.refresh(&http).await, Ok(1));
+    assert_eq!(
+        refresher.refresh(&http).await.map_err(|e| e.to_string()),
+        Ok(1)
+    );
     assert_eq!(auth.jwks.len(), 1);
 
     // The JWKS host goes away: the refresh fails and the keys stay.

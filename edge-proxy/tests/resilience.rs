@@ -6,8 +6,8 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edge_proxy::breaker::BreakerState;
-use edge_proxy::registry::{epoch_now, MemoryRegistry, Registration, RegistrySource};
+use edge_proxy::upstream::breaker::BreakerState;
+use edge_proxy::upstream::registry::{epoch_now, MemoryRegistry, Registration, RegistrySource};
 use support::{client, eventually, start_proxy, Behaviour, Stub};
 
 fn config(instances: &[String], extra: &str) -> String {

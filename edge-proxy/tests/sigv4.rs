@@ -9,7 +9,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use edge_proxy::config::Config;
 use edge_proxy::server::Overrides;
-use edge_proxy::sigv4::Signer;
+use edge_proxy::upstream::sigv4::Signer;
 use support::{client, Behaviour, Stub};
 
 const ACCESS_KEY: &str = "AKIDSTUBEXAMPLE";

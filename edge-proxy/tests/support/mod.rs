@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use edge_proxy::config::Config;
-use edge_proxy::registry::RegistrySource;
 use edge_proxy::server::{build_with, Overrides, ProxyHandle};
+use edge_proxy::upstream::registry::RegistrySource;
 use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -338,13 +338,19 @@ fn signature_ok(head: &str, body: &[u8], access_key: &str, secret: &str, region:
     let credentials =
         aws_credential_types::Credentials::new(access_key, secret, None, None, "stub");
     let url = format!("http://{host}{target}");
-    let signable = edge_proxy::sigv4::Signable {
+    let signable = edge_proxy::upstream::sigv4::Signable {
         method,
         url: &url,
         host,
         body,
     };
-    match edge_proxy::sigv4::signed_headers(&credentials, region, "lambda", signable, time) {
+    match edge_proxy::upstream::sigv4::signed_headers(
+        &credentials,
+        region,
+        "lambda",
+        signable,
+        time,
+    ) {
         Ok(expected) => expected
             .iter()
             .any(|(n, v)| n == "authorization" && v == authorization),

@@ -38,9 +38,9 @@ use pingora::protocols::{
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::error::ProxyError;
-use crate::metrics::Metrics;
-use crate::trace::request_id;
+use super::error::ProxyError;
+use crate::ops::metrics::{Metrics, RefusedHead};
+use crate::ops::trace::request_id;
 
 /// How long an idle keep-alive connection waits for its next request (Pingora's default).
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
@@ -55,14 +55,33 @@ tokio::task_local! {
 /// and our filters now own its responses. Called by the proxy's first filter; a no-op outside
 /// [`EdgeApp`] (HTTP/2 streams, tests that drive Pingora directly).
 pub fn admit() {
-    let _ = CURRENT.try_with(|gate| gate.set(ADMITTED));
+    let _ = CURRENT.try_with(|gate| gate.set(GateState::Admitted));
 }
 
-const WAITING: u8 = 0;
-const ADMITTED: u8 = 1;
-const EXPIRED: u8 = 2;
-/// Pingora refused the head itself; [`GuardedStream`] wrote our JSON form of its refusal.
-const REFUSED: u8 = 3;
+/// Where the current request on a connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum GateState {
+    /// Its head is being read; nothing of it is ours yet.
+    Waiting = 0,
+    /// Our filters own it (and its responses).
+    Admitted = 1,
+    /// The head deadline passed before it was admitted.
+    Expired = 2,
+    /// Pingora refused the head itself; [`GuardedStream`] wrote our JSON form of its refusal.
+    Refused = 3,
+}
+
+impl GateState {
+    fn from_u8(value: u8) -> GateState {
+        match value {
+            1 => GateState::Admitted,
+            2 => GateState::Expired,
+            3 => GateState::Refused,
+            _ => GateState::Waiting,
+        }
+    }
+}
 
 /// Per-connection state shared by the loop, the stream and the proxy's filter.
 struct Gate {
@@ -75,17 +94,17 @@ struct Gate {
 }
 
 impl Gate {
-    fn get(&self) -> u8 {
-        self.state.load(Ordering::Acquire)
+    fn get(&self) -> GateState {
+        GateState::from_u8(self.state.load(Ordering::Acquire))
     }
 
-    fn set(&self, state: u8) {
-        self.state.store(state, Ordering::Release);
+    fn set(&self, state: GateState) {
+        self.state.store(state as u8, Ordering::Release);
     }
 
     /// Starts a new request: not admitted, no byte of its head read yet.
     fn reset(&self) {
-        self.set(WAITING);
+        self.set(GateState::Waiting);
         self.started.store(false, Ordering::Release);
     }
 }
@@ -122,7 +141,7 @@ impl Future for HeadDeadline<'_> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.gate.get() != WAITING {
+        if self.gate.get() != GateState::Waiting {
             return Poll::Pending;
         }
         if self.sleep.is_none() {
@@ -169,7 +188,7 @@ impl GuardedStream {
 
 impl Drop for GuardedStream {
     fn drop(&mut self) {
-        if self.gate.get() == EXPIRED {
+        if self.gate.get() == GateState::Expired {
             if let Ok(mut parked) = self.gate.parked.lock() {
                 *parked = self.inner.take();
             }
@@ -205,13 +224,13 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.gate.get() == ADMITTED {
+        if self.gate.get() == GateState::Admitted {
             return Pin::new(self.io()).poll_write(cx, buf);
         }
         let this = &mut *self;
         let gate = &this.gate;
         let (bytes, written) = this.refusal.get_or_insert_with(|| {
-            gate.set(REFUSED);
+            gate.set(GateState::Refused);
             let error = refusal_for(written_status(buf));
             let id = request_id(None);
             tracing::info!(
@@ -242,7 +261,7 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        if self.gate.get() == ADMITTED {
+        if self.gate.get() == GateState::Admitted {
             return Pin::new(self.io()).poll_write_vectored(cx, bufs);
         }
         let first = bufs
@@ -273,7 +292,7 @@ impl AsyncRead for GuardedStream {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let read = Pin::new(self.io()).poll_read(cx, buf);
-        if buf.filled().len() > before && self.gate.get() == WAITING {
+        if buf.filled().len() > before && self.gate.get() == GateState::Waiting {
             self.gate.started.store(true, Ordering::Release);
         }
         read
@@ -381,7 +400,7 @@ where
             return ServerApp::process_new(&self.inner, stream, shutdown).await;
         }
         let gate = Arc::new(Gate {
-            state: AtomicU8::new(WAITING),
+            state: AtomicU8::new(GateState::Waiting as u8),
             started: AtomicBool::new(false),
             parked: Mutex::new(None),
         });
@@ -423,7 +442,7 @@ where
                     reused = &mut request => Some(reused),
                     () = deadline => {
                         // Dropping the request below drops the stream, which parks itself.
-                        gate.set(EXPIRED);
+                        gate.set(GateState::Expired);
                         None
                     }
                 }
@@ -435,8 +454,8 @@ where
                     return None;
                 }
             };
-            if gate.get() == REFUSED {
-                self.metrics.refused_head("malformed");
+            if gate.get() == GateState::Refused {
+                self.metrics.refused_head(RefusedHead::Malformed);
             }
             let (next, next_settings) = reused?.consume();
             stream = next;
@@ -459,7 +478,7 @@ impl<A> EdgeApp<A> {
         if !gate.started.load(Ordering::Acquire) {
             return;
         }
-        self.metrics.refused_head("timeout");
+        self.metrics.refused_head(RefusedHead::Timeout);
         let id = request_id(None);
         tracing::info!(
             target: "access",

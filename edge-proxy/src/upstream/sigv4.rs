@@ -17,6 +17,11 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 
+use pingora::http::RequestHeader;
+
+use crate::config::UpstreamUrl;
+use crate::error::Error;
+
 /// Refresh credentials this long before they expire.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
@@ -53,7 +58,7 @@ impl Signer {
     }
 
     /// Current credentials, refreshed when near expiry (one refresh at a time).
-    pub async fn credentials(&self) -> Result<Arc<Credentials>, String> {
+    pub async fn credentials(&self) -> Result<Arc<Credentials>, Error> {
         if let Some(credentials) = self.fresh() {
             return Ok(credentials);
         }
@@ -65,7 +70,7 @@ impl Signer {
             self.provider
                 .provide_credentials()
                 .await
-                .map_err(|e| format!("no AWS credentials: {e}"))?,
+                .map_err(Error::Credentials)?,
         );
         self.cached.store(Some(Arc::clone(&credentials)));
         Ok(credentials)
@@ -90,6 +95,41 @@ impl ProvideCredentials for NoCredentials {
     }
 }
 
+/// Signs a request head for `url` (a Lambda function URL): adds `x-amz-date`,
+/// `x-amz-content-sha256`, `authorization` and, for temporary credentials,
+/// `x-amz-security-token`, replacing any `authorization` already there.
+pub async fn sign_request(
+    signer: &Signer,
+    url: &UpstreamUrl,
+    region: &str,
+    request: &mut RequestHeader,
+    body: &[u8],
+) -> Result<(), Error> {
+    let credentials = signer.credentials().await?;
+    let scheme = if url.tls { "https" } else { "http" };
+    let host = url.host_header();
+    let target = request
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let url_text = format!("{scheme}://{host}{target}");
+    let signable = Signable {
+        method: request.method.as_str(),
+        url: &url_text,
+        host: &host,
+        body,
+    };
+    let headers = signed_headers(&credentials, region, "lambda", signable, SystemTime::now())?;
+    request.remove_header("authorization");
+    for (name, value) in headers {
+        request
+            .insert_header(name, value)
+            .map_err(|e| Error::signing("header", e))?;
+    }
+    Ok(())
+}
+
 /// What is signed of a request.
 #[derive(Debug, Clone, Copy)]
 pub struct Signable<'a> {
@@ -108,7 +148,7 @@ pub fn signed_headers(
     service: &str,
     request: Signable<'_>,
     time: SystemTime,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, Error> {
     let Signable {
         method,
         url,
@@ -125,7 +165,7 @@ pub fn signed_headers(
         .time(time)
         .settings(settings)
         .build()
-        .map_err(|e| format!("signing parameters: {e}"))?
+        .map_err(|e| Error::signing("parameters", e))?
         .into();
     let request = SignableRequest::new(
         method,
@@ -133,26 +173,15 @@ pub fn signed_headers(
         [("host", host)].into_iter(),
         SignableBody::Bytes(body),
     )
-    .map_err(|e| format!("signable request: {e}"))?;
+    .map_err(|e| Error::signing("request", e))?;
     let (instructions, _signature) = sign(request, &params)
-        .map_err(|e| format!("sign: {e}"))?
+        .map_err(|e| Error::signing("sign", e))?
         .into_parts();
     let (headers, _query) = instructions.into_parts();
     Ok(headers
         .into_iter()
         .map(|h| (h.name().to_string(), h.value().to_string()))
         .collect())
-}
-
-/// The region of a Lambda function URL host (`<id>.lambda-url.<region>.on.aws`).
-pub fn region_from_host(host: &str) -> Option<String> {
-    let rest = host.split_once(".lambda-url.")?.1;
-    let region = rest.strip_suffix(".on.aws")?;
-    (!region.is_empty()
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
-    .then(|| region.to_string())
 }
 
 #[cfg(test)]
@@ -282,15 +311,5 @@ mod tests {
         )
         .unwrap();
         assert_eq!(header(&headers, "x-amz-security-token"), "TOKEN");
-    }
-
-    #[test]
-    fn regions_from_function_url_hosts() {
-        assert_eq!(
-            region_from_host("abc123.lambda-url.eu-west-1.on.aws").as_deref(),
-            Some("eu-west-1")
-        );
-        assert_eq!(region_from_host("example.com"), None);
-        assert_eq!(region_from_host("x.lambda-url..on.aws"), None);
     }
 }

@@ -11,8 +11,8 @@ use pingora::lb::Backend;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::metrics::Metrics;
-use crate::pool::{Instance, ServicePool};
+use crate::ops::metrics::Metrics;
+use crate::upstream::pool::{Instance, ServicePool};
 
 pub struct HealthService {
     pools: Vec<Arc<ServicePool>>,

@@ -14,25 +14,8 @@
 
 use pingora::http::RequestHeader;
 
-use crate::error::ProxyError;
-
-/// Size limits for requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub max_uri_bytes: usize,
-    pub max_header_bytes: usize,
-    pub max_body_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_uri_bytes: 8 * 1024,
-            max_header_bytes: 32 * 1024,
-            max_body_bytes: 1024 * 1024,
-        }
-    }
-}
+use super::error::ProxyError;
+use crate::config::Limits;
 
 /// Checks a request head against the rules above.
 pub fn check(request: &RequestHeader, limits: &Limits) -> Result<(), ProxyError> {

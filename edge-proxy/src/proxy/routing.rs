@@ -18,24 +18,27 @@ pub enum RouteError {
 }
 
 /// Routes in longest-prefix-first order, shared so a request holds its route without copying.
+/// `T` is what a route leads to (the proxy's route with its service pool; a bare [`Route`] in
+/// tests).
 #[derive(Debug, Clone)]
-pub struct Router {
-    routes: Vec<Arc<Route>>,
+pub struct Router<T> {
+    routes: Vec<Arc<T>>,
 }
 
-impl Router {
-    pub fn new(routes: Vec<Route>) -> Router {
-        let mut routes: Vec<Arc<Route>> = routes.into_iter().map(Arc::new).collect();
-        routes.sort_by_key(|route| std::cmp::Reverse(route.prefix.len()));
+impl<T: AsRef<Route>> Router<T> {
+    pub fn new(routes: Vec<T>) -> Router<T> {
+        let mut routes: Vec<Arc<T>> = routes.into_iter().map(Arc::new).collect();
+        routes.sort_by_key(|target| std::cmp::Reverse(route_of(target).prefix.len()));
         Router { routes }
     }
 
     /// The route for `path` (no query string).
-    pub fn route(&self, path: &str) -> Result<&Arc<Route>, RouteError> {
+    pub fn route(&self, path: &str) -> Result<&Arc<T>, RouteError> {
         check_path(path)?;
         self.routes
             .iter()
-            .find(|route| {
+            .find(|target| {
+                let route = route_of(target);
                 route.prefix == "/"
                     || path == route.prefix
                     || path
@@ -44,6 +47,10 @@ impl Router {
             })
             .ok_or(RouteError::NoRoute)
     }
+}
+
+fn route_of<T: AsRef<Route>>(target: &Arc<T>) -> &Route {
+    AsRef::<Route>::as_ref(&**target)
 }
 
 /// Refuses paths that are not plain absolute paths.
@@ -104,7 +111,7 @@ mod tests {
         }
     }
 
-    fn router() -> Router {
+    fn router() -> Router<Route> {
         Router::new(vec![
             route("/api/users", "users", "/api"),
             route("/api/products", "products", "/api"),
@@ -171,7 +178,7 @@ mod properties {
     use super::*;
     use proptest::prelude::*;
 
-    fn router() -> Router {
+    fn router() -> Router<Route> {
         let route = |prefix: &str| Route {
             prefix: prefix.into(),
             service: "s".into(),

@@ -15,10 +15,10 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::metrics::Metrics;
-use crate::pool::{InstanceSpec, ServicePool};
-use crate::registry::{epoch_now, RegistrySource};
-use crate::upstream::UpstreamUrl;
+use super::pool::{InstanceSource, InstanceSpec, ServicePool};
+use super::registry::{epoch_now, RegistrySource};
+use crate::config::UpstreamUrl;
+use crate::ops::metrics::Metrics;
 
 /// The static part of a service's set.
 pub fn static_specs(pool: &ServicePool) -> Vec<InstanceSpec> {
@@ -28,7 +28,7 @@ pub fn static_specs(pool: &ServicePool) -> Vec<InstanceSpec> {
         .map(|url| InstanceSpec {
             url: url.clone(),
             weight: 1,
-            source: "static",
+            source: InstanceSource::Static,
         })
         .collect()
 }
@@ -72,7 +72,7 @@ impl DiscoveryService {
                                 Ok(url) => specs.push(InstanceSpec {
                                     url,
                                     weight: registration.weight,
-                                    source: "registry",
+                                    source: InstanceSource::Registry,
                                 }),
                                 Err(error) => {
                                     tracing::warn!(service = %pool.config.name, url = %registration.url, %error, "ignoring bad registration")
@@ -109,7 +109,7 @@ impl BackgroundService for DiscoveryService {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::registry::{MemoryRegistry, Registration};
+    use crate::upstream::registry::{MemoryRegistry, Registration};
 
     fn pool() -> Arc<ServicePool> {
         let config = Config::parse(
@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(
             pool.instances()
                 .iter()
-                .find(|i| i.source == "registry")
+                .find(|i| i.source == InstanceSource::Registry)
                 .unwrap()
                 .weight,
             2

@@ -15,28 +15,16 @@
 //! was wrong.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use http::HeaderMap;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// What a route demands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AuthMode {
-    /// No credentials; rate limited by client IP.
-    #[default]
-    Public,
-    ApiKey,
-    Jwt,
-    /// An API key or a JWT.
-    Any,
-}
+use super::jwks::JwksKeys;
+use crate::config::{ApiKey, AuthMode, JwtSettings};
+use crate::error::Error;
 
 /// A verified caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +32,24 @@ pub struct Identity {
     /// API key consumer id or JWT `sub`.
     pub consumer: String,
     pub scopes: Vec<String>,
-    /// `api_key` or `jwt`.
-    pub method: &'static str,
+    pub method: AuthMethod,
+}
+
+/// How a caller proved who it is; forwarded as `x-auth-method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    ApiKey,
+    Jwt,
+}
+
+impl AuthMethod {
+    /// The header and log spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ApiKey => "api_key",
+            AuthMethod::Jwt => "jwt",
+        }
+    }
 }
 
 /// Why a request was refused.
@@ -57,77 +61,6 @@ pub enum AuthError {
     Invalid,
     /// 403: valid, but not allowed on this route.
     Forbidden,
-}
-
-/// One configured API key.
-#[derive(Debug, Clone)]
-pub struct ApiKey {
-    pub consumer: String,
-    pub sha256: [u8; 32],
-    pub scopes: Vec<String>,
-}
-
-/// JWT verification settings.
-#[derive(Debug, Clone, Default)]
-pub struct JwtSettings {
-    pub hs256_secret: Option<Vec<u8>>,
-    pub issuer: Option<String>,
-    pub audience: Option<String>,
-    pub leeway_seconds: u64,
-    pub max_token_bytes: usize,
-}
-
-/// A verification key from a JWKS, with the one algorithm it may verify.
-#[derive(Clone)]
-pub struct JwksKey {
-    pub kid: Option<String>,
-    pub algorithm: Algorithm,
-    pub key: DecodingKey,
-}
-
-/// The current JWKS keys; replaced whole on refresh.
-#[derive(Clone, Default)]
-pub struct JwksKeys(Arc<ArcSwap<Vec<JwksKey>>>);
-
-impl JwksKeys {
-    pub fn replace(&self, keys: Vec<JwksKey>) {
-        self.0.store(Arc::new(keys));
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.load().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Parses a JWKS document into verification keys, each bound to the algorithm its type allows
-/// (RSA → RS256, EC P-256 → ES256). Keys of other types or with a conflicting `alg` are skipped.
-pub fn parse_jwks(json: &str) -> Result<Vec<JwksKey>, String> {
-    let set: JwkSet = serde_json::from_str(json).map_err(|e| format!("not a JWKS: {e}"))?;
-    let mut keys = Vec::new();
-    for jwk in &set.keys {
-        let algorithm = match (&jwk.algorithm, jwk.common.key_algorithm) {
-            (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Algorithm::RS256,
-            (AlgorithmParameters::EllipticCurve(ec), None | Some(KeyAlgorithm::ES256))
-                if ec.curve == EllipticCurve::P256 =>
-            {
-                Algorithm::ES256
-            }
-            _ => continue,
-        };
-        match DecodingKey::from_jwk(jwk) {
-            Ok(key) => keys.push(JwksKey {
-                kid: jwk.common.key_id.clone(),
-                algorithm,
-                key,
-            }),
-            Err(error) => tracing::warn!(%error, "skipping unusable JWKS key"),
-        }
-    }
-    Ok(keys)
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,7 +152,7 @@ impl Authenticator {
             .map(|key| Identity {
                 consumer: key.consumer.clone(),
                 scopes: key.scopes.clone(),
-                method: "api_key",
+                method: AuthMethod::ApiKey,
             })
             .ok_or(AuthError::Invalid)
     }
@@ -253,7 +186,7 @@ impl Authenticator {
                     .claims
             }
             alg @ (Algorithm::RS256 | Algorithm::ES256) => {
-                let keys = self.jwks.0.load();
+                let keys = self.jwks.load();
                 let candidates = keys
                     .iter()
                     .filter(|k| k.algorithm == alg)
@@ -285,7 +218,7 @@ impl Authenticator {
         Ok(Identity {
             consumer: claims.sub,
             scopes,
-            method: "jwt",
+            method: AuthMethod::Jwt,
         })
     }
 }
@@ -298,8 +231,10 @@ pub fn mint_hs256(
     issuer: Option<&str>,
     audience: Option<&str>,
     ttl_seconds: u64,
-) -> Result<String, String> {
-    let now = crate::registry::epoch_now();
+) -> Result<String, Error> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     let mut claims = serde_json::json!({
         "sub": subject,
         "scope": scopes.join(" "),
@@ -318,12 +253,13 @@ pub fn mint_hs256(
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(secret),
     )
-    .map_err(|e| format!("could not sign: {e}"))
+    .map_err(Error::Token)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admission::jwks::parse_jwks;
     use base64::Engine;
     use http::HeaderValue;
     use jsonwebtoken::{encode, EncodingKey, Header};
@@ -331,9 +267,9 @@ mod tests {
     const SECRET: &[u8] = b"test-secret-0123456789abcdef0123456789";
 
     // A throwaway RSA key pair (2048 bit) for RS256 tests.
-    const RSA_PRIVATE: &str = include_str!("../tests/data/rsa-private.pem");
-    const RSA_PUBLIC_JWKS: &str = include_str!("../tests/data/jwks.json");
-    const RSA_PUBLIC_PEM: &str = include_str!("../tests/data/rsa-public.pem");
+    const RSA_PRIVATE: &str = include_str!("../../tests/data/rsa-private.pem");
+    const RSA_PUBLIC_JWKS: &str = include_str!("../../tests/data/jwks.json");
+    const RSA_PUBLIC_PEM: &str = include_str!("../../tests/data/rsa-public.pem");
 
     fn authenticator() -> Authenticator {
         let auth = Authenticator::new(
@@ -355,7 +291,10 @@ mod tests {
     }
 
     fn now() -> i64 {
-        crate::registry::epoch_now()
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
     }
 
     fn claims() -> serde_json::Value {
@@ -403,7 +342,10 @@ mod tests {
         let identity = check(&hs256(&claims())).unwrap().unwrap();
         assert_eq!(identity.consumer, "alice");
         assert_eq!(identity.scopes, ["users", "products"]);
-        assert_eq!(check(&rs256(&claims())).unwrap().unwrap().method, "jwt");
+        assert_eq!(
+            check(&rs256(&claims())).unwrap().unwrap().method,
+            AuthMethod::Jwt
+        );
     }
 
     #[test]
@@ -544,7 +486,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             (identity.consumer.as_str(), identity.method),
-            ("ci", "api_key")
+            ("ci", AuthMethod::ApiKey)
         );
         assert_eq!(
             auth.authenticate(AuthMode::ApiKey, &headers("x-api-key", "unknown")),

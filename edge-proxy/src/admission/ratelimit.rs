@@ -18,35 +18,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-/// A limit: `burst` requests at once, refilled at `rate_per_second`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RatePolicy {
-    /// Name shown in the `RateLimit-Policy` header.
-    pub name: String,
-    pub rate_per_second: f64,
-    pub burst: u32,
-}
-
-impl RatePolicy {
-    fn interval_ns(&self) -> u64 {
-        (1e9 / self.rate_per_second).max(1.0) as u64
-    }
-
-    /// Time for an empty bucket to refill completely, in whole seconds (the policy window).
-    pub fn window_seconds(&self) -> u64 {
-        ((f64::from(self.burst) / self.rate_per_second).ceil() as u64).max(1)
-    }
-
-    /// `RateLimit-Policy` header value (draft-ietf-httpapi-ratelimit-headers).
-    pub fn policy_header(&self) -> String {
-        format!(
-            "\"{}\";q={};w={}",
-            self.name,
-            self.burst,
-            self.window_seconds()
-        )
-    }
-}
+use crate::config::RatePolicy;
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,22 @@
-//! Upstream instances: where a service's requests can go, and how to reach one.
-//!
-//! An instance is a base URL that may carry a path, so the same shape serves
-//! `cargo lambda watch` (`http://127.0.0.1:9000/lambda-url/user-service`) and Lambda function
-//! URLs (`https://abc.lambda-url.eu-west-1.on.aws`).
+//! Instance base URLs, as config and the registry give them: a URL that may carry a path, so
+//! the same shape serves `cargo lambda watch` (`http://127.0.0.1:9000/lambda-url/user-service`)
+//! and Lambda function URLs (`https://abc.lambda-url.eu-west-1.on.aws`). Resolving the host is
+//! the upstream area's job.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+/// Why a string is not an instance URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("not a URL: {0}")]
+    Syntax(String),
+    #[error("scheme must be http or https")]
+    Scheme,
+    #[error("URL has no host")]
+    NoHost,
+    #[error("URL must not carry credentials")]
+    Credentials,
+    #[error("URL must not have a query")]
+    Query,
+}
 
 /// A parsed instance base URL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -18,16 +30,16 @@ pub struct UpstreamUrl {
 
 impl UpstreamUrl {
     /// Parses `http(s)://host[:port][/path]`; the message says what is wrong.
-    pub fn parse(raw: &str) -> Result<UpstreamUrl, String> {
-        let uri: http::Uri = raw.parse().map_err(|e| format!("not a URL: {e}"))?;
+    pub fn parse(raw: &str) -> Result<UpstreamUrl, UrlError> {
+        let uri: http::Uri = raw.parse().map_err(|e| UrlError::Syntax(format!("{e}")))?;
         let tls = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
-            _ => return Err("scheme must be http or https".into()),
+            _ => return Err(UrlError::Scheme),
         };
-        let authority = uri.authority().ok_or("URL has no host")?;
+        let authority = uri.authority().ok_or(UrlError::NoHost)?;
         if authority.as_str().contains('@') {
-            return Err("URL must not carry credentials".into());
+            return Err(UrlError::Credentials);
         }
         let host = authority
             .host()
@@ -35,10 +47,10 @@ impl UpstreamUrl {
             .trim_end_matches(']')
             .to_string();
         if host.is_empty() {
-            return Err("URL has no host".into());
+            return Err(UrlError::NoHost);
         }
         if uri.query().is_some() {
-            return Err("URL must not have a query".into());
+            return Err(UrlError::Query);
         }
         let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let base_path = uri.path().trim_end_matches('/').to_string();
@@ -65,13 +77,16 @@ impl UpstreamUrl {
         }
     }
 
-    /// Resolves the host to a socket address (DNS happens here, never on the request path).
-    pub fn resolve(&self) -> Result<SocketAddr, String> {
-        (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {}: {e}", self.host))?
-            .next()
-            .ok_or_else(|| format!("{} resolves to no address", self.host))
+    /// The region of a Lambda function URL host (`<id>.lambda-url.<region>.on.aws`), if this
+    /// is one.
+    pub fn function_url_region(&self) -> Option<String> {
+        let rest = self.host.split_once(".lambda-url.")?.1;
+        let region = rest.strip_suffix(".on.aws")?;
+        (!region.is_empty()
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
+        .then(|| region.to_string())
     }
 }
 
@@ -98,6 +113,17 @@ mod tests {
         assert_eq!((url.tls, url.port, url.base_path.as_str()), (true, 443, ""));
         assert_eq!(url.host_header(), "abc.lambda-url.eu-west-1.on.aws");
         assert_eq!(url.to_string(), "https://abc.lambda-url.eu-west-1.on.aws");
+    }
+
+    #[test]
+    fn regions_from_function_url_hosts() {
+        let region = |url: &str| UpstreamUrl::parse(url).unwrap().function_url_region();
+        assert_eq!(
+            region("https://abc123.lambda-url.eu-west-1.on.aws").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(region("https://example.com"), None);
+        assert_eq!(region("https://x.lambda-url..on.aws"), None);
     }
 
     #[test]

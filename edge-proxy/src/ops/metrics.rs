@@ -5,6 +5,24 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+/// Why a request was refused before it was routed (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedHead {
+    /// The head did not arrive whole in time.
+    Timeout,
+    /// Not valid HTTP/1.1, or `CONNECT`.
+    Malformed,
+}
+
+impl RefusedHead {
+    fn label(self) -> &'static str {
+        match self {
+            RefusedHead::Timeout => "timeout",
+            RefusedHead::Malformed => "malformed",
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
@@ -113,9 +131,11 @@ impl Metrics {
         }
     }
 
-    /// A request refused before it was routed (see [`crate::downstream`]).
-    pub fn refused_head(&self, reason: &str) {
-        self.refused_heads.with_label_values(&[reason]).inc();
+    /// A request refused before it was routed (see `proxy::downstream`).
+    pub fn refused_head(&self, reason: RefusedHead) {
+        self.refused_heads
+            .with_label_values(&[reason.label()])
+            .inc();
     }
 
     /// One request answered. `method` is the client's: anything outside the standard methods

@@ -13,30 +13,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct BreakerConfig {
-    pub consecutive_failures: u32,
-    pub failure_rate: f64,
-    pub window: usize,
-    pub minimum_calls: usize,
-    pub open_for: Duration,
-    pub max_open_for: Duration,
-    pub half_open_probes: u32,
-}
-
-impl Default for BreakerConfig {
-    fn default() -> Self {
-        BreakerConfig {
-            consecutive_failures: 5,
-            failure_rate: 0.5,
-            window: 20,
-            minimum_calls: 10,
-            open_for: Duration::from_secs(5),
-            max_open_for: Duration::from_secs(60),
-            half_open_probes: 1,
-        }
-    }
-}
+use crate::config::BreakerConfig;
 
 /// What the breaker is doing, as reported in metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

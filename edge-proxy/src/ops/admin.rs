@@ -5,17 +5,27 @@
 //!   the services that have none otherwise);
 //! - `GET /metrics`: Prometheus text.
 
-use std::time::Instant;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::server::ProxyHandle;
+use super::metrics::Metrics;
+
+/// What the admin listener reports about the upstreams; the upstream area implements it, so
+/// this area depends on no other.
+pub trait UpstreamStatus: Send + Sync {
+    /// Services with no usable instance right now, sorted.
+    fn unready_services(&self) -> Vec<String>;
+    /// Copies breaker and health state into the gauges, before the metrics are rendered.
+    fn record_gauges(&self, metrics: &Metrics);
+}
 
 pub struct AdminApp {
-    pub handle: ProxyHandle,
+    pub metrics: Arc<Metrics>,
+    pub upstreams: Arc<dyn UpstreamStatus>,
 }
 
 fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -31,32 +41,13 @@ fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> 
 impl AdminApp {
     /// Services with no usable instance right now.
     pub fn unready_services(&self) -> Vec<String> {
-        let now = Instant::now();
-        let mut names: Vec<String> = self
-            .handle
-            .pools
-            .iter()
-            .filter(|p| !p.has_usable(now))
-            .map(|p| p.config.name.clone())
-            .collect();
-        names.sort();
-        names
+        self.upstreams.unready_services()
     }
 
     /// Copies breaker and health state into the gauges, then renders every metric.
     pub fn metrics_text(&self) -> String {
-        let now = Instant::now();
-        for pool in &self.handle.pools {
-            for (instance, state, healthy) in pool.breaker_states(now) {
-                self.handle
-                    .metrics
-                    .breaker(&pool.config.name, &instance, state.as_gauge());
-                self.handle
-                    .metrics
-                    .instance_health(&pool.config.name, &instance, healthy);
-            }
-        }
-        self.handle.metrics.render()
+        self.upstreams.record_gauges(&self.metrics);
+        self.metrics.render()
     }
 }
 

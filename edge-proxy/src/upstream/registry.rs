@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use crate::upstream::UpstreamUrl;
+use crate::config::UpstreamUrl;
+use crate::error::Error;
 
 /// One registered instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +40,7 @@ pub fn epoch_now() -> i64 {
 #[async_trait]
 pub trait RegistrySource: Send + Sync {
     /// Every registration of `service` (live or not).
-    async fn registrations(&self, service: &str) -> Result<Vec<Registration>, String>;
+    async fn registrations(&self, service: &str) -> Result<Vec<Registration>, Error>;
 }
 
 /// The registry table.
@@ -76,10 +77,12 @@ impl DynamoRegistry {
         url: &str,
         weight: u32,
         ttl: Duration,
-    ) -> Result<Registration, String> {
-        UpstreamUrl::parse(url).map_err(|e| format!("url: {e}"))?;
+    ) -> Result<Registration, Error> {
+        UpstreamUrl::parse(url)?;
         if service.is_empty() || weight == 0 {
-            return Err("service must be non-empty and weight at least 1".into());
+            return Err(Error::Registration(
+                "service must be non-empty and weight at least 1",
+            ));
         }
         let registration = Registration {
             service: service.to_string(),
@@ -99,16 +102,11 @@ impl DynamoRegistry {
             )
             .send()
             .await
-            .map_err(|e| {
-                format!(
-                    "register: {}",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(&e)
-                )
-            })?;
+            .map_err(|e| Error::registry("register", e))?;
         Ok(registration)
     }
 
-    pub async fn deregister(&self, service: &str, url: &str) -> Result<(), String> {
+    pub async fn deregister(&self, service: &str, url: &str) -> Result<(), Error> {
         self.client
             .delete_item()
             .table_name(&self.table)
@@ -116,17 +114,12 @@ impl DynamoRegistry {
             .key("url", AttributeValue::S(url.to_string()))
             .send()
             .await
-            .map_err(|e| {
-                format!(
-                    "deregister: {}",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(&e)
-                )
-            })?;
+            .map_err(|e| Error::registry("deregister", e))?;
         Ok(())
     }
 
     /// Every registration of every service.
-    pub async fn list(&self) -> Result<Vec<Registration>, String> {
+    pub async fn list(&self) -> Result<Vec<Registration>, Error> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
@@ -137,9 +130,7 @@ impl DynamoRegistry {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| {
-                    format!("list: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&e))
-                })?;
+                .map_err(|e| Error::registry("list", e))?;
             out.extend(page.items().iter().filter_map(parse));
             start = page.last_evaluated_key;
             if start.is_none() {
@@ -165,7 +156,7 @@ fn parse(item: &HashMap<String, AttributeValue>) -> Option<Registration> {
 
 #[async_trait]
 impl RegistrySource for DynamoRegistry {
-    async fn registrations(&self, service: &str) -> Result<Vec<Registration>, String> {
+    async fn registrations(&self, service: &str) -> Result<Vec<Registration>, Error> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
@@ -179,12 +170,7 @@ impl RegistrySource for DynamoRegistry {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| {
-                    format!(
-                        "registry query: {}",
-                        aws_sdk_dynamodb::error::DisplayErrorContext(&e)
-                    )
-                })?;
+                .map_err(|e| Error::registry("query", e))?;
             out.extend(page.items().iter().filter_map(parse));
             start = page.last_evaluated_key;
             if start.is_none() {
@@ -215,9 +201,12 @@ impl MemoryRegistry {
 
 #[async_trait]
 impl RegistrySource for MemoryRegistry {
-    async fn registrations(&self, service: &str) -> Result<Vec<Registration>, String> {
+    async fn registrations(&self, service: &str) -> Result<Vec<Registration>, Error> {
         if self.down.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err("registry unreachable".into());
+            return Err(Error::registry(
+                "query",
+                std::io::Error::other("registry unreachable"),
+            ));
         }
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         Ok(entries

@@ -9,34 +9,46 @@
 //! already tried are skipped; if none is left the service is unavailable.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker};
-use crate::config::{Balancer, ServiceConfig};
-use crate::retry::RetryBudget;
-use crate::upstream::UpstreamUrl;
+use super::breaker::{Admission, BreakerState, CircuitBreaker};
+use super::retry::RetryBudget;
+use crate::config::{Balancer, BreakerConfig, ServiceConfig, UpstreamUrl};
+use crate::error::Error;
+
+/// Where an instance came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InstanceSource {
+    /// The service's `instances` in the config.
+    Static,
+    /// A live entry of the registry table.
+    Registry,
+}
 
 /// An instance as discovery reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct InstanceSpec {
     pub url: UpstreamUrl,
     pub weight: u32,
-    /// Where it came from: `static` or `registry`.
-    pub source: &'static str,
+    pub source: InstanceSource,
 }
+
+/// An instance's identity within its pool (a retry goes to another one).
+pub type InstanceId = u64;
 
 /// One instance and what the proxy knows about it.
 #[derive(Debug)]
 pub struct Instance {
+    pub id: InstanceId,
     pub url: UpstreamUrl,
     pub addr: std::net::SocketAddr,
     pub weight: u32,
-    pub source: &'static str,
+    pub source: InstanceSource,
     pub in_flight: AtomicUsize,
     healthy: AtomicBool,
     consecutive_ok: AtomicU32,
@@ -45,8 +57,14 @@ pub struct Instance {
 }
 
 impl Instance {
-    fn new(spec: &InstanceSpec, addr: std::net::SocketAddr, breaker: BreakerConfig) -> Instance {
+    fn new(
+        id: InstanceId,
+        spec: &InstanceSpec,
+        addr: std::net::SocketAddr,
+        breaker: BreakerConfig,
+    ) -> Instance {
         Instance {
+            id,
             url: spec.url.clone(),
             addr,
             weight: spec.weight.max(1),
@@ -153,6 +171,7 @@ pub struct ServicePool {
     pub config: Arc<ServiceConfig>,
     instances: ArcSwap<Vec<Arc<Instance>>>,
     next: AtomicUsize,
+    next_id: AtomicU64,
     pub retry_budget: RetryBudget,
 }
 
@@ -172,6 +191,7 @@ impl ServicePool {
             config,
             instances: ArcSwap::from_pointee(Vec::new()),
             next: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
         }
     }
 
@@ -196,10 +216,11 @@ impl ServicePool {
                 Some(existing) if existing.weight == spec.weight.max(1) => {
                     next.push(Arc::clone(existing))
                 }
-                _ => match spec.url.resolve() {
+                _ => match resolve(&spec.url) {
                     Ok(addr) => {
                         added += 1;
                         next.push(Arc::new(Instance::new(
+                            self.next_id.fetch_add(1, Ordering::Relaxed),
                             spec,
                             addr,
                             self.config.breaker.clone(),
@@ -223,15 +244,11 @@ impl ServicePool {
     }
 
     /// Chooses an instance for an attempt, skipping unusable ones and those in `tried`.
-    pub fn select(
-        &self,
-        tried: &[std::net::SocketAddr],
-        now: Instant,
-    ) -> Result<Attempt, Unavailable> {
+    pub fn select(&self, tried: &[InstanceId], now: Instant) -> Result<Attempt, Unavailable> {
         let instances = self.instances.load();
         let mut candidates: Vec<&Arc<Instance>> = instances
             .iter()
-            .filter(|i| !tried.contains(&i.addr) && i.usable(now))
+            .filter(|i| !tried.contains(&i.id) && i.usable(now))
             .collect();
         while !candidates.is_empty() {
             let index = match self.config.balancer {
@@ -289,6 +306,26 @@ impl ServicePool {
             .map(|i| (i.url.to_string(), i.breaker.state(now), i.is_healthy()))
             .collect()
     }
+}
+
+/// Resolves an instance's host to a socket address (DNS happens here, never on the request
+/// path).
+fn resolve(url: &UpstreamUrl) -> Result<std::net::SocketAddr, Error> {
+    use std::net::ToSocketAddrs;
+    let unresolvable = |source| Error::Os {
+        what: "resolve an instance host",
+        source,
+    };
+    (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(unresolvable)?
+        .next()
+        .ok_or_else(|| {
+            unresolvable(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} resolves to no address", url.host),
+            ))
+        })
 }
 
 /// Power of two choices: two distinct random candidates, the one with fewer in-flight requests

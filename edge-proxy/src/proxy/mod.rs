@@ -1,4 +1,7 @@
-//! The edge proxy itself: one [`ProxyHttp`] implementation, one method per request phase.
+//! The proxy itself: one [`ProxyHttp`] implementation, one method per request phase, with the
+//! per-request [`context`], request [`hygiene`], [`routing`], header [`forwarding`], the JSON
+//! [`error`] answers and the [`downstream`] connection loop around Pingora's. Depends on
+//! `config`, `admission`, `upstream` and `ops`.
 //!
 //! - `request_filter`: route the path (400 for traversal, 404 for no route).
 //! - `upstream_peer`: choose an instance of the route's service (balancer, health, breaker,
@@ -11,11 +14,19 @@
 //! - `fail_to_connect` / `error_while_proxy`: settle the attempt as failed and decide the retry:
 //!   idempotent methods after any upstream failure, POST/PATCH only if never sent.
 //! - `response_filter`: map `Location` back into the client's path space.
-//! - `fail_to_proxy`: every failure becomes a JSON error (see [`crate::error`]).
+//! - `fail_to_proxy`: every failure becomes a JSON error (see [`error`]); a [`ProxyError`]
+//!   raised in a phase travels as the cause of Pingora's error and is answered as it is.
 //! - `logging`: the access-log line and request metrics.
 
+mod admit;
+pub mod context;
+pub mod downstream;
+pub mod error;
+pub mod forwarding;
+pub mod hygiene;
+pub mod routing;
+
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,60 +37,37 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
-use crate::auth::{AuthError, AuthMode, Authenticator, Identity};
-use crate::config::{Config, Route};
-use crate::discovery::static_specs;
-use crate::error::ProxyError;
-use crate::hygiene::{self, Limits};
-use crate::metrics::Metrics;
-use crate::pool::{Attempt, ServicePool};
-use crate::ratelimit::{Decision, RateLimiter, RatePolicy};
-use crate::routing::{client_location, upstream_path, RouteError, Router};
-use crate::sigv4::{region_from_host, signed_headers, Signable, Signer};
-use crate::trace::{request_id, TraceContext};
+use crate::admission::auth::Authenticator;
+use crate::admission::ratelimit::RateLimiter;
+use crate::config::{Config, Limits, Route};
+use crate::ops::metrics::Metrics;
+use crate::ops::trace::{request_id, TraceContext};
+use crate::upstream::discovery::static_specs;
+use crate::upstream::pool::ServicePool;
+use crate::upstream::sigv4::{sign_request, Signer};
+use context::RequestCtx;
+pub use error::ProxyError;
+use forwarding::Forwarding;
+use routing::{client_location, RouteError, Router};
 
 /// Attempts per request: the first try and at most one retry.
 const MAX_ATTEMPTS: u32 = 2;
 
-/// Per-request state.
-pub struct RequestCtx {
-    started: Instant,
-    route: Option<Arc<Route>>,
-    pool: Option<Arc<ServicePool>>,
-    attempt: Option<Attempt>,
-    tried: Vec<SocketAddr>,
-    attempts: u32,
-    upstream_started: Option<Instant>,
-    /// Set when a phase has already decided whether the current failure is retried.
-    retry_decided: Option<bool>,
-    /// Seconds to advertise when no instance is usable.
-    retry_after: u64,
-    last_instance: Option<String>,
-    identity: Option<Identity>,
-    rate: Option<(Arc<RatePolicy>, Decision)>,
-    /// `ok`, `missing`, `invalid`, `forbidden` or `public`, for the access log.
-    auth_outcome: &'static str,
-    request_id: String,
-    trace: Option<TraceContext>,
-    /// Request body bytes seen so far.
-    body_bytes: usize,
-    /// For JSON bodies: the UTF-8 check, carrying an incomplete sequence between chunks.
-    utf8: Option<hygiene::Utf8Check>,
-    /// The whole request body, read up front for upstreams that need it signed.
-    signed_body: Option<Vec<u8>>,
+/// A route and the pool of the service it goes to, joined once when the proxy is built.
+#[derive(Debug)]
+pub struct RouteTarget {
+    pub route: Route,
+    pub pool: Arc<ServicePool>,
 }
 
-impl RequestCtx {
-    /// Upstream time of the attempt that just ended, into the metrics.
-    fn end_upstream(&mut self, metrics: &Metrics) {
-        if let (Some(started), Some(pool)) = (self.upstream_started.take(), &self.pool) {
-            metrics.upstream(&pool.config.name, started.elapsed().as_secs_f64());
-        }
+impl AsRef<Route> for RouteTarget {
+    fn as_ref(&self) -> &Route {
+        &self.route
     }
 }
 
 pub struct EdgeProxy {
-    router: Router,
+    router: Router<RouteTarget>,
     pools: HashMap<String, Arc<ServicePool>>,
     client_timeout: Duration,
     limits: Limits,
@@ -90,18 +78,6 @@ pub struct EdgeProxy {
     signer: Option<Arc<Signer>>,
 }
 
-/// Identity headers the proxy sets; any a client sends are removed first.
-const IDENTITY_HEADERS: [&str; 3] = ["x-consumer-id", "x-consumer-scopes", "x-auth-method"];
-
-fn challenge(mode: AuthMode, error: AuthError) -> &'static str {
-    match (mode, error) {
-        (AuthMode::ApiKey, _) => "ApiKey realm=\"edge\"",
-        (AuthMode::Jwt, AuthError::Invalid) => "Bearer realm=\"edge\", error=\"invalid_token\"",
-        (AuthMode::Jwt, _) => "Bearer realm=\"edge\"",
-        _ => "Bearer realm=\"edge\", ApiKey realm=\"edge\"",
-    }
-}
-
 fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
@@ -110,15 +86,15 @@ fn is_idempotent(method: &Method) -> bool {
 }
 
 impl EdgeProxy {
-    /// Builds the proxy with one pool per service, holding its static instances; discovery adds
-    /// registry instances later.
+    /// Builds the proxy with one pool per service, holding its static instances (discovery
+    /// adds registry instances later), and joins each route to its service's pool.
     pub fn new(
         config: &Config,
         metrics: Arc<Metrics>,
         auth: Arc<Authenticator>,
         signer: Option<Arc<Signer>>,
     ) -> EdgeProxy {
-        let pools = config
+        let pools: HashMap<String, Arc<ServicePool>> = config
             .services
             .iter()
             .map(|(name, service)| {
@@ -127,85 +103,30 @@ impl EdgeProxy {
                 (name.clone(), pool)
             })
             .collect();
+        // Validation guarantees every route names a service; a route that did not would
+        // never be routed to rather than fail later.
+        let targets = config
+            .routes
+            .iter()
+            .filter_map(|route| {
+                let pool = pools.get(&route.service)?;
+                Some(RouteTarget {
+                    route: route.clone(),
+                    pool: Arc::clone(pool),
+                })
+            })
+            .collect();
         EdgeProxy {
-            router: Router::new(config.routes.clone()),
+            router: Router::new(targets),
             pools,
-            client_timeout: config.client_timeout,
-            limits: config.limits,
+            client_timeout: config.server.client_timeout,
+            limits: config.server.limits,
             metrics,
             auth,
             limiter: RateLimiter::new(config.rate_limit_cells),
             forward_credentials: config.auth.forward_credentials,
             signer,
         }
-    }
-
-    /// Authenticates, authorizes and rate limits; `Some(error)` when the request is refused.
-    fn admit(
-        &self,
-        session: &Session,
-        route: &Route,
-        ctx: &mut RequestCtx,
-    ) -> Option<(ProxyError, Vec<(&'static str, String)>)> {
-        let headers = &session.req_header().headers;
-        let identity = match self.auth.authenticate(route.auth, headers) {
-            Ok(identity) => identity,
-            Err(error) => {
-                ctx.auth_outcome = if error == AuthError::Missing {
-                    "missing"
-                } else {
-                    "invalid"
-                };
-                self.metrics.auth_rejected(&route.prefix, 401);
-                return Some((
-                    ProxyError::Unauthorized {
-                        challenge: challenge(route.auth, error),
-                    },
-                    Vec::new(),
-                ));
-            }
-        };
-        if let Some(identity) = &identity {
-            if Authenticator::authorize(identity, &route.scopes).is_err() {
-                ctx.auth_outcome = "forbidden";
-                self.metrics.auth_rejected(&route.prefix, 403);
-                return Some((ProxyError::Forbidden, Vec::new()));
-            }
-        }
-        ctx.auth_outcome = if identity.is_some() { "ok" } else { "public" };
-        if let Some(policy) = &route.rate_limit {
-            let key = match &identity {
-                Some(identity) => format!("consumer:{}", identity.consumer),
-                None => format!(
-                    "ip:{}",
-                    session
-                        .client_addr()
-                        .and_then(|a| a.as_inet())
-                        .map_or_else(String::new, |a| a.ip().to_string())
-                ),
-            };
-            let decision = self.limiter.check(policy, &key, Instant::now());
-            ctx.rate = Some((Arc::clone(policy), decision));
-            if let Decision::Limited {
-                retry_after_seconds,
-                ..
-            } = decision
-            {
-                self.metrics.rate_limited(&route.prefix);
-                let headers = vec![
-                    ("ratelimit-policy", policy.policy_header()),
-                    ("ratelimit", decision.header(policy)),
-                ];
-                return Some((
-                    ProxyError::RateLimited {
-                        retry_after: retry_after_seconds,
-                    },
-                    headers,
-                ));
-            }
-        }
-        ctx.identity = identity;
-        None
     }
 
     pub fn pools(&self) -> Vec<Arc<ServicePool>> {
@@ -218,55 +139,32 @@ impl EdgeProxy {
         upstream_request: &mut RequestHeader,
         ctx: &RequestCtx,
     ) -> pingora::Result<()> {
-        let refuse = |why: String| {
+        let refuse = |why: &dyn std::fmt::Display| {
             tracing::error!(request_id = %ctx.request_id, error = %why, "cannot sign the upstream request");
-            Error::explain(
-                ErrorType::HTTPStatus(502),
-                "upstream request could not be signed",
-            )
+            ProxyError::BadGateway.into_pingora()
         };
-        let (Some(pool), Some(attempt), Some(signer)) = (&ctx.pool, &ctx.attempt, &self.signer)
+        let (Some(target), Some(attempt), Some(signer)) = (&ctx.route, &ctx.attempt, &self.signer)
         else {
-            return Err(refuse("no signer".into()));
+            return Err(refuse(&"no signer"));
         };
         let url = &attempt.instance.url;
-        let region = region_from_host(&url.host)
-            .or_else(|| pool.config.aws_region.clone())
-            .ok_or_else(|| refuse(format!("no region for {url}")))?;
-        let credentials = signer.credentials().await.map_err(refuse)?;
-        let scheme = if url.tls { "https" } else { "http" };
-        let host = url.host_header();
-        let target = upstream_request
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        let url_text = format!("{scheme}://{host}{target}");
-        let signable = Signable {
-            method: upstream_request.method.as_str(),
-            url: &url_text,
-            host: &host,
-            body: ctx.signed_body.as_deref().unwrap_or_default(),
-        };
-        let headers = signed_headers(
-            &credentials,
-            &region,
-            "lambda",
-            signable,
-            std::time::SystemTime::now(),
-        )
-        .map_err(refuse)?;
-        upstream_request.remove_header("authorization");
-        for (name, value) in headers {
-            upstream_request.insert_header(name, value)?;
-        }
-        Ok(())
+        let region = url
+            .function_url_region()
+            .or_else(|| target.pool.config.aws_region.clone())
+            .ok_or_else(|| refuse(&format!("no region for {url}")))?;
+        let body = ctx.signed_body.as_deref().unwrap_or_default();
+        sign_request(signer, url, &region, upstream_request, body)
+            .await
+            .map_err(|e| refuse(&e))
     }
 
     /// Whether the failed attempt may be retried on another instance; takes a retry from the
     /// budget if so.
     fn may_retry(&self, session: &Session, ctx: &RequestCtx, request_sent: bool) -> bool {
-        let Some(pool) = &ctx.pool else { return false };
+        let Some(target) = &ctx.route else {
+            return false;
+        };
+        let pool = &target.pool;
         if !pool.config.retry.enabled || ctx.attempts >= MAX_ATTEMPTS {
             return false;
         }
@@ -278,7 +176,7 @@ impl EdgeProxy {
         let another = pool
             .instances()
             .iter()
-            .any(|i| !ctx.tried.contains(&i.addr) && i.usable(now));
+            .any(|i| !ctx.tried.contains(&i.id) && i.usable(now));
         another && pool.retry_budget.try_withdraw()
     }
 }
@@ -288,26 +186,7 @@ impl ProxyHttp for EdgeProxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx {
-            started: Instant::now(),
-            route: None,
-            pool: None,
-            attempt: None,
-            tried: Vec::new(),
-            attempts: 0,
-            upstream_started: None,
-            retry_decided: None,
-            retry_after: 1,
-            last_instance: None,
-            identity: None,
-            rate: None,
-            auth_outcome: "-",
-            request_id: String::new(),
-            trace: None,
-            body_bytes: 0,
-            utf8: None,
-            signed_body: None,
-        }
+        RequestCtx::new()
     }
 
     async fn early_request_filter(
@@ -316,7 +195,7 @@ impl ProxyHttp for EdgeProxy {
         _ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         // From here on, this request's responses are ours (see `downstream`).
-        crate::downstream::admit();
+        downstream::admit();
         Ok(())
     }
 
@@ -343,8 +222,8 @@ impl ProxyHttp for EdgeProxy {
             ctx.utf8 = Some(hygiene::Utf8Check::default());
         }
         let path = session.req_header().uri.path().to_string();
-        let route = match self.router.route(&path) {
-            Ok(route) => Arc::clone(route),
+        let target = match self.router.route(&path) {
+            Ok(target) => Arc::clone(target),
             Err(RouteError::BadPath) => {
                 ProxyError::BadRequest("malformed or non-canonical path")
                     .respond_with(session, &[("x-request-id", ctx.request_id.clone())])
@@ -358,20 +237,17 @@ impl ProxyHttp for EdgeProxy {
                 return Ok(true);
             }
         };
-        if let Some((error, mut headers)) = self.admit(session, &route, ctx) {
-            ctx.route = Some(route);
+        ctx.route = Some(Arc::clone(&target));
+        if let Some((error, mut headers)) = self.admit(session, &target.route, ctx) {
             headers.push(("x-request-id", ctx.request_id.clone()));
             error.respond_with(session, &headers).await?;
             return Ok(true);
         }
-        if let Some(pool) = self.pools.get(&route.service) {
-            pool.retry_budget.deposit();
-            ctx.pool = Some(Arc::clone(pool));
-        }
+        target.pool.retry_budget.deposit();
         if is_idempotent(&session.req_header().method) {
             session.as_mut().enable_retry_buffering();
         }
-        if ctx.pool.as_ref().is_some_and(|p| p.config.aws_iam) {
+        if target.pool.config.aws_iam {
             // SigV4 for function URLs covers the body hash, so read the body before signing.
             // Pingora forwards it from the retry buffer, which bounds it (64 KiB).
             session.as_mut().enable_retry_buffering();
@@ -381,7 +257,6 @@ impl ProxyHttp for EdgeProxy {
                 if body.len() > self.limits.max_body_bytes
                     || session.as_ref().retry_buffer_truncated()
                 {
-                    ctx.route = Some(route);
                     ProxyError::PayloadTooLarge
                         .respond_with(session, &[("x-request-id", ctx.request_id.clone())])
                         .await?;
@@ -390,7 +265,6 @@ impl ProxyHttp for EdgeProxy {
             }
             ctx.signed_body = Some(body);
         }
-        ctx.route = Some(route);
         Ok(false)
     }
 
@@ -403,18 +277,12 @@ impl ProxyHttp for EdgeProxy {
     ) -> pingora::Result<()> {
         ctx.body_bytes += body.as_ref().map_or(0, |b| b.len());
         if ctx.body_bytes > self.limits.max_body_bytes {
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(413),
-                "request body over the limit",
-            ));
+            return Err(ProxyError::PayloadTooLarge.into_pingora());
         }
         if let Some(check) = ctx.utf8.as_mut() {
             let valid = check.feed(body.as_deref().unwrap_or_default(), end_of_stream);
             if !valid {
-                return Err(Error::explain(
-                    ErrorType::HTTPStatus(400),
-                    "JSON body is not UTF-8",
-                ));
+                return Err(ProxyError::BadRequest("JSON body is not UTF-8").into_pingora());
             }
         }
         Ok(())
@@ -425,10 +293,10 @@ impl ProxyHttp for EdgeProxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        let pool = ctx
-            .pool
-            .clone()
-            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "route has no service"))?;
+        let Some(target) = ctx.route.clone() else {
+            return Err(ProxyError::Internal.into_pingora());
+        };
+        let pool = &target.pool;
         ctx.attempt = None;
         ctx.retry_decided = None;
         if ctx.attempts > 0 {
@@ -441,19 +309,18 @@ impl ProxyHttp for EdgeProxy {
             .checked_sub(elapsed)
             .filter(|d| !d.is_zero())
         else {
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(504),
-                "total timeout spent",
-            ));
+            return Err(ProxyError::GatewayTimeout.into_pingora());
         };
         let attempt = pool
             .select(&ctx.tried, Instant::now())
             .map_err(|unavailable| {
-                ctx.retry_after = unavailable.retry_after;
-                Error::explain(ErrorType::HTTPStatus(503), "no usable instance")
+                ProxyError::Unavailable {
+                    retry_after: unavailable.retry_after,
+                }
+                .into_pingora()
             })?;
         let instance = Arc::clone(&attempt.instance);
-        ctx.tried.push(instance.addr);
+        ctx.tried.push(instance.id);
         ctx.attempts += 1;
         ctx.last_instance = Some(instance.url.to_string());
         ctx.attempt = Some(attempt);
@@ -471,67 +338,19 @@ impl ProxyHttp for EdgeProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        let (Some(route), Some(attempt)) = (&ctx.route, &ctx.attempt) else {
-            return Error::e_explain(ErrorType::InternalError, "upstream request without a route");
+        let (Some(target), Some(attempt)) = (&ctx.route, &ctx.attempt) else {
+            return Err(ProxyError::Internal.into_pingora());
         };
-        let url = &attempt.instance.url;
-        let original = session.req_header().uri.clone();
-        let mut path_and_query = upstream_path(&url.base_path, route, original.path());
-        if let Some(query) = original.query() {
-            path_and_query.push('?');
-            path_and_query.push_str(query);
+        Forwarding {
+            route: &target.route,
+            url: &attempt.instance.url,
+            request_id: &ctx.request_id,
+            trace: ctx.trace.as_ref(),
+            identity: ctx.identity.as_ref(),
+            forward_credentials: self.forward_credentials,
         }
-        let uri = path_and_query
-            .parse::<http::Uri>()
-            .map_err(|e| Error::because(ErrorType::InternalError, "rewritten uri", e))?;
-        upstream_request.set_uri(uri);
-        upstream_request.insert_header("host", url.host_header())?;
-        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-            let client_ip = addr.ip().to_string();
-            let forwarded_for = match upstream_request
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(existing) => format!("{existing}, {client_ip}"),
-                None => client_ip,
-            };
-            upstream_request.insert_header("x-forwarded-for", forwarded_for)?;
-        }
-        upstream_request.insert_header("x-forwarded-proto", "http")?;
-        // Identity comes only from the proxy: drop whatever the client claimed.
-        for name in IDENTITY_HEADERS {
-            upstream_request.remove_header(name);
-        }
-        if !self.forward_credentials {
-            upstream_request.remove_header("authorization");
-            upstream_request.remove_header("x-api-key");
-        }
-        upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
-        upstream_request.remove_header("tracestate");
-        if let Some(trace) = &ctx.trace {
-            upstream_request.insert_header("traceparent", trace.traceparent())?;
-            if let Some(state) = &trace.tracestate {
-                upstream_request.insert_header("tracestate", state.as_str())?;
-            }
-        }
-        if let Some(identity) = &ctx.identity {
-            upstream_request.insert_header("x-consumer-id", identity.consumer.as_str())?;
-            upstream_request.insert_header("x-consumer-scopes", identity.scopes.join(" "))?;
-            upstream_request.insert_header("x-auth-method", identity.method)?;
-        }
-        for hop_by_hop in [
-            "connection",
-            "keep-alive",
-            "proxy-authorization",
-            "proxy-connection",
-            "te",
-            "trailer",
-            "upgrade",
-        ] {
-            upstream_request.remove_header(hop_by_hop);
-        }
-        if ctx.pool.as_ref().is_some_and(|p| p.config.aws_iam) {
+        .apply(session, upstream_request)?;
+        if target.pool.config.aws_iam {
             // Last, so nothing set above changes what was signed.
             if let Err(error) = self.sign(upstream_request, ctx).await {
                 ctx.retry_decided = Some(false);
@@ -548,19 +367,17 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         let status = upstream_response.status.as_u16();
-        let Some(pool) = ctx.pool.clone() else {
+        let Some(target) = ctx.route.clone() else {
             return Ok(());
         };
+        let pool = &target.pool;
         if pool.config.aws_iam && (status == 401 || status == 403) {
             // The upstream refused the proxy's own signature: not the client's fault, and not
             // something another try fixes.
             tracing::error!(request_id = %ctx.request_id, status, service = %pool.config.name, "signed upstream refused the request");
             ctx.end_upstream(&self.metrics);
             ctx.retry_decided = Some(false);
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(502),
-                "upstream refused the signature",
-            ));
+            return Err(ProxyError::BadGateway.into_pingora());
         }
         let failure = pool.config.failure_statuses.contains(&status);
         ctx.end_upstream(&self.metrics);
@@ -636,12 +453,12 @@ impl ProxyHttp for EdgeProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        if let Some(route) = &ctx.route {
+        if let Some(target) = &ctx.route {
             let rewritten = upstream_response
                 .headers
                 .get("location")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|location| client_location(route, location));
+                .and_then(|location| client_location(&target.route, location));
             if let Some(location) = rewritten {
                 upstream_response.insert_header("location", location)?;
             }
@@ -660,13 +477,7 @@ impl ProxyHttp for EdgeProxy {
         error: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let proxy_error = match error.etype() {
-            ErrorType::HTTPStatus(503) => Some(ProxyError::Unavailable {
-                retry_after: ctx.retry_after,
-            }),
-            _ => ProxyError::from_pingora(error),
-        };
-        let Some(proxy_error) = proxy_error else {
+        let Some(proxy_error) = ProxyError::from_pingora(error) else {
             return FailToProxy {
                 error_code: 0,
                 can_reuse_downstream: false,
@@ -689,7 +500,7 @@ impl ProxyHttp for EdgeProxy {
         ctx.attempt = None;
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let request = session.req_header();
-        let route = ctx.route.as_ref().map_or("-", |r| r.prefix.as_str());
+        let route = ctx.route.as_ref().map_or("-", |r| r.route.prefix.as_str());
         let latency = ctx.started.elapsed().as_secs_f64();
         self.metrics
             .request(route, request.method.as_str(), status, latency);
@@ -705,7 +516,7 @@ impl ProxyHttp for EdgeProxy {
             upstream = ctx.last_instance.as_deref().unwrap_or("-"),
             retries = ctx.attempts.saturating_sub(1),
             consumer = ctx.identity.as_ref().map_or("-", |i| i.consumer.as_str()),
-            auth = ctx.auth_outcome,
+            auth = ctx.auth_outcome.as_str(),
             rate_limited = status == 429 && ctx.rate.is_some(),
             error = error.map(|e| e.to_string()).unwrap_or_default(),
             "request"

@@ -1,0 +1,7 @@
+//! Admission: who may send this request, and how fast. Authentication (API keys, JWTs) and
+//! scopes in [`auth`], the keys RS256/ES256 tokens are checked with in [`jwks`], and the
+//! bounded-memory GCRA limiter in [`ratelimit`]. Depends on `config` only.
+
+pub mod auth;
+pub mod jwks;
+pub mod ratelimit;

@@ -1,0 +1,218 @@
+//! The validated configuration the proxy runs on, and the settings types each area reads
+//! (route auth modes, keys, JWT settings, breaker and rate-limit policies, request limits).
+//! These are plain data: the behaviour lives in the areas that use them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::url::UpstreamUrl;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub services: HashMap<String, Arc<ServiceConfig>>,
+    pub routes: Vec<Route>,
+    pub registry: Option<RegistryConfig>,
+    pub auth: AuthConfig,
+    pub rate_limit_cells: usize,
+}
+
+/// `[server]`: listeners, threads, shutdown, client timeouts, request size limits.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
+    pub threads: usize,
+    pub grace_period_seconds: u64,
+    pub graceful_shutdown_timeout_seconds: u64,
+    pub client_timeout: Duration,
+    pub head_timeout: Duration,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub name: String,
+    pub instances: Vec<UpstreamUrl>,
+    pub registry: bool,
+    pub balancer: Balancer,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub total_timeout: Duration,
+    pub failure_statuses: Vec<u16>,
+    pub aws_iam: bool,
+    pub aws_region: Option<String>,
+    pub health_check: HealthCheckConfig,
+    pub breaker: BreakerConfig,
+    pub retry: RetryConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthCheckConfig {
+    pub enabled: bool,
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    pub enabled: bool,
+    pub budget_ratio: f64,
+    pub budget_reserve: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    pub table: String,
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub prefix: String,
+    pub service: String,
+    pub strip_prefix: String,
+    pub auth: AuthMode,
+    pub scopes: Vec<String>,
+    /// The limit that applies (the route's own, else the default), if any.
+    pub rate_limit: Option<Arc<RatePolicy>>,
+}
+
+impl AsRef<Route> for Route {
+    fn as_ref(&self) -> &Route {
+        self
+    }
+}
+
+/// Authentication settings, validated.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    pub api_keys: Vec<ApiKey>,
+    pub jwt: JwtSettings,
+    pub jwks_file: Option<String>,
+    pub jwks_url: Option<String>,
+    pub jwks_refresh: Duration,
+    pub forward_credentials: bool,
+}
+
+/// How instances are chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balancer {
+    #[default]
+    RoundRobin,
+    LeastInFlight,
+}
+
+/// What a route demands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    /// No credentials; rate limited by client IP.
+    #[default]
+    Public,
+    ApiKey,
+    Jwt,
+    /// An API key or a JWT.
+    Any,
+}
+
+/// One configured API key.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub consumer: String,
+    pub sha256: [u8; 32],
+    pub scopes: Vec<String>,
+}
+
+/// JWT verification settings.
+#[derive(Debug, Clone, Default)]
+pub struct JwtSettings {
+    pub hs256_secret: Option<Vec<u8>>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway_seconds: u64,
+    pub max_token_bytes: usize,
+}
+
+/// A circuit breaker's thresholds (see `upstream::breaker` for the state machine).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerConfig {
+    pub consecutive_failures: u32,
+    pub failure_rate: f64,
+    pub window: usize,
+    pub minimum_calls: usize,
+    pub open_for: Duration,
+    pub max_open_for: Duration,
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            consecutive_failures: 5,
+            failure_rate: 0.5,
+            window: 20,
+            minimum_calls: 10,
+            open_for: Duration::from_secs(5),
+            max_open_for: Duration::from_secs(60),
+            half_open_probes: 1,
+        }
+    }
+}
+
+/// Size limits for requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_uri_bytes: usize,
+    pub max_header_bytes: usize,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// A limit: `burst` requests at once, refilled at `rate_per_second`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RatePolicy {
+    /// Name shown in the `RateLimit-Policy` header.
+    pub name: String,
+    pub rate_per_second: f64,
+    pub burst: u32,
+}
+
+impl RatePolicy {
+    /// Nanoseconds between two requests at the sustained rate.
+    pub fn interval_ns(&self) -> u64 {
+        (1e9 / self.rate_per_second).max(1.0) as u64
+    }
+
+    /// Time for an empty bucket to refill completely, in whole seconds (the policy window).
+    pub fn window_seconds(&self) -> u64 {
+        ((f64::from(self.burst) / self.rate_per_second).ceil() as u64).max(1)
+    }
+
+    /// `RateLimit-Policy` header value (draft-ietf-httpapi-ratelimit-headers).
+    pub fn policy_header(&self) -> String {
+        format!(
+            "\"{}\";q={};w={}",
+            self.name,
+            self.burst,
+            self.window_seconds()
+        )
+    }
+}

@@ -1,0 +1,168 @@
+//! The proxy's configuration, in two layers as river keeps it: the TOML file parsed into wire
+//! structs ([`wire`]: kebab-case, named defaults, unknown keys rejected), then validated section
+//! by section (`validate`) into the internal [`Config`] the proxy runs on. Every validation
+//! error names the field it is about; nothing here panics on bad input.
+//!
+//! This area is the bottom of the crate: it imports no other area, and every other one reads
+//! its types ([`internal`] holds the settings each of them takes).
+
+mod internal;
+mod url;
+mod validate;
+pub mod wire;
+
+use std::path::Path;
+
+pub use internal::*;
+pub use url::{UpstreamUrl, UrlError};
+use wire::FileConfig;
+
+/// A configuration problem, naming the field (`routes[1].service`, `server.listen`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(path.display().to_string(), format!("cannot read: {e}"))
+        })?;
+        Config::parse(&text)
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| {
+            let field = e.span().map_or_else(
+                || "config".to_string(),
+                |span| {
+                    let line = text[..span.start].matches('\n').count() + 1;
+                    format!("line {line}")
+                },
+            );
+            let message = e.message().trim();
+            // Some TOML syntax errors carry no message of their own.
+            let message = if message.is_empty() {
+                "invalid TOML"
+            } else {
+                message
+            };
+            ConfigError::new(field, message)
+        })?;
+        file.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const GOOD: &str = r#"
+        [server]
+        listen = "127.0.0.1:8080"
+
+        [services.users]
+        instances = ["http://127.0.0.1:9000/lambda-url/user-service"]
+
+        [[routes]]
+        prefix = "/api/users"
+        service = "users"
+        strip-prefix = "/api"
+    "#;
+
+    fn error_field(text: &str) -> String {
+        Config::parse(text).unwrap_err().field
+    }
+
+    #[test]
+    fn a_good_config_loads() {
+        let config = Config::parse(GOOD).unwrap();
+        assert_eq!(config.server.listen.port(), 8080);
+        assert_eq!(config.routes[0].strip_prefix, "/api");
+        let service = &config.services["users"];
+        assert_eq!(service.instances[0].base_path, "/lambda-url/user-service");
+        assert_eq!(service.read_timeout, Duration::from_millis(15_000));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(
+            error_field(&GOOD.replace("127.0.0.1:8080", "nope")),
+            "server.listen"
+        );
+        assert_eq!(
+            error_field(&GOOD.replace("service = \"users\"", "service = \"ghost\"")),
+            "routes[0].service"
+        );
+        assert_eq!(
+            error_field(&GOOD.replace("strip-prefix = \"/api\"", "strip-prefix = \"/other\"")),
+            "routes[0].strip-prefix"
+        );
+        assert_eq!(
+            error_field(&GOOD.replace("prefix = \"/api/users\"", "prefix = \"api/users\"")),
+            "routes[0].prefix"
+        );
+        assert_eq!(
+            error_field(&GOOD.replace("http://127.0.0.1:9000/lambda-url/user-service", "ftp://x")),
+            "services.users.instances[0]"
+        );
+        assert_eq!(
+            error_field(&GOOD.replace("[\"http://127.0.0.1:9000/lambda-url/user-service\"]", "[]")),
+            "services.users.instances"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_toml_are_refused() {
+        let unknown = GOOD.replace("listen =", "colour = \"red\"\nlisten =");
+        let error = Config::parse(&unknown).unwrap_err();
+        assert!(error.message.contains("colour"), "{error}");
+        assert!(error.field.starts_with("line"), "{error}");
+        assert!(Config::parse("[[routes]\n").is_err());
+        assert_eq!(error_field(""), "routes");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text is either a valid config or an error naming a field; never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            if let Err(error) = Config::parse(&text) {
+                prop_assert!(!error.field.is_empty());
+            }
+        }
+
+        #[test]
+        fn arbitrary_values_in_a_valid_shape_never_panic(
+            listen in "\\PC{0,30}",
+            instance in "\\PC{0,60}",
+            prefix in "\\PC{0,30}",
+            timeout in any::<u64>(),
+        ) {
+            let text = format!(
+                "[server]\nlisten = {listen:?}\n[services.s]\ninstances = [{instance:?}]\nread-timeout-ms = {timeout}\n[[routes]]\nprefix = {prefix:?}\nservice = \"s\"\n"
+            );
+            let _ = Config::parse(&text);
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! From wire structs to the internal [`Config`], one section per module: [`server`], [`services`]
+//! (instances, timeouts, health checks, breakers, retries), [`auth`] and [`routes`] (with their
+//! rate limits). Each check returns a [`ConfigError`] naming the field, in the file's own
+//! spelling (`services.users.health-check.interval-ms`).
+
+mod auth;
+mod routes;
+mod server;
+mod services;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::internal::{Config, RegistryConfig};
+use super::wire::{FileConfig, RegistrySection};
+use super::ConfigError;
+
+impl FileConfig {
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let server = server::validate(self.server)?;
+        let registry = self.registry.map(validate_registry).transpose()?;
+        let mut services = HashMap::new();
+        for (name, section) in self.services {
+            let service = services::validate(&name, section, registry.is_some())?;
+            services.insert(name, Arc::new(service));
+        }
+        let auth = auth::validate(self.auth)?;
+        let (routes, rate_limit_cells) =
+            routes::validate(self.routes, self.rate_limit, &services, &auth)?;
+        Ok(Config {
+            server,
+            services,
+            routes,
+            registry,
+            auth,
+            rate_limit_cells,
+        })
+    }
+}
+
+fn validate_registry(section: RegistrySection) -> Result<RegistryConfig, ConfigError> {
+    if section.table.trim().is_empty() {
+        return Err(ConfigError::new("registry.table", "must not be empty"));
+    }
+    let poll_interval = ms_in_range(
+        "registry.poll-interval-ms",
+        section.poll_interval_ms,
+        100,
+        3_600_000,
+    )?;
+    Ok(RegistryConfig {
+        table: section.table,
+        poll_interval,
+    })
+}
+
+/// A duration in milliseconds within `[min, max]`.
+fn ms_in_range(field: &str, value: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError::new(
+            field,
+            format!("must be from {min} to {max}"),
+        ));
+    }
+    Ok(Duration::from_millis(value))
+}
+
+/// A count that must be at least 1.
+fn positive(field: &str, value: u32) -> Result<u32, ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::new(field, "must be at least 1"));
+    }
+    Ok(value)
+}

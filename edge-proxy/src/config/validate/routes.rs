@@ -1,0 +1,149 @@
+//! `[[routes]]` and `[rate-limit]`: path prefixes, the service each goes to, prefix stripping,
+//! auth mode, scopes, and the rate limit that applies (the route's own or the default).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::super::internal::{AuthConfig, AuthMode, RatePolicy, Route, ServiceConfig};
+use super::super::wire::{RateLimitSection, RouteSection};
+use super::super::ConfigError;
+
+/// The routes, and the rate limiter's cell count.
+pub(super) fn validate(
+    sections: Vec<RouteSection>,
+    rate_limit: Option<RateLimitSection>,
+    services: &HashMap<String, Arc<ServiceConfig>>,
+    auth: &AuthConfig,
+) -> Result<(Vec<Route>, usize), ConfigError> {
+    let default_limit = match &rate_limit {
+        None => None,
+        Some(section) => Some(Arc::new(rate_policy(
+            "rate-limit",
+            "default",
+            section.requests_per_second,
+            section.burst,
+        )?)),
+    };
+    let rate_limit_cells = rate_limit.as_ref().map_or(1 << 20, |s| s.cells);
+    if !(1..=(1 << 26)).contains(&rate_limit_cells) {
+        return Err(ConfigError::new(
+            "rate-limit.cells",
+            "must be from 1 to 67108864",
+        ));
+    }
+
+    if sections.is_empty() {
+        return Err(ConfigError::new(
+            "routes",
+            "must contain at least one route",
+        ));
+    }
+    let mut routes = Vec::new();
+    for (i, route) in sections.into_iter().enumerate() {
+        let field = format!("routes[{i}]");
+        let prefix = check_path_prefix(&format!("{field}.prefix"), &route.prefix)?;
+        if !services.contains_key(&route.service) {
+            return Err(ConfigError::new(
+                format!("{field}.service"),
+                format!("no service named '{}'", route.service),
+            ));
+        }
+        let strip_prefix = match route.strip_prefix {
+            None => String::new(),
+            Some(strip) => {
+                let strip = check_path_prefix(&format!("{field}.strip-prefix"), &strip)?;
+                if !(prefix == strip || prefix.starts_with(&format!("{strip}/"))) {
+                    return Err(ConfigError::new(
+                        format!("{field}.strip-prefix"),
+                        "must be a leading part of the prefix",
+                    ));
+                }
+                strip
+            }
+        };
+        if routes.iter().any(|r: &Route| r.prefix == prefix) {
+            return Err(ConfigError::new(
+                format!("{field}.prefix"),
+                "is already routed",
+            ));
+        }
+        let jwt_configured =
+            auth.jwt.hs256_secret.is_some() || auth.jwks_file.is_some() || auth.jwks_url.is_some();
+        if route.auth == AuthMode::Jwt && !jwt_configured {
+            return Err(ConfigError::new(
+                format!("{field}.auth"),
+                "jwt needs [auth.jwt] with a secret or a JWKS",
+            ));
+        }
+        if route.auth == AuthMode::Any && !jwt_configured && auth.api_keys.is_empty() {
+            return Err(ConfigError::new(
+                format!("{field}.auth"),
+                "any needs API keys or [auth.jwt]",
+            ));
+        }
+        if route.auth == AuthMode::ApiKey && auth.api_keys.is_empty() {
+            return Err(ConfigError::new(
+                format!("{field}.auth"),
+                "api-key needs at least one [[auth.api-keys]]",
+            ));
+        }
+        if route.auth == AuthMode::Public && !route.scopes.is_empty() {
+            return Err(ConfigError::new(
+                format!("{field}.scopes"),
+                "a public route cannot require scopes",
+            ));
+        }
+        let rate_limit = match route.rate_limit {
+            Some(limit) => Some(Arc::new(rate_policy(
+                &format!("{field}.rate-limit"),
+                &prefix,
+                limit.requests_per_second,
+                limit.burst,
+            )?)),
+            None => default_limit.clone(),
+        };
+        routes.push(Route {
+            prefix,
+            service: route.service,
+            strip_prefix,
+            auth: route.auth,
+            scopes: route.scopes,
+            rate_limit,
+        });
+    }
+
+    Ok((routes, rate_limit_cells))
+}
+
+fn rate_policy(field: &str, name: &str, rate: f64, burst: u32) -> Result<RatePolicy, ConfigError> {
+    if !(rate > 0.0 && rate <= 1_000_000.0) {
+        return Err(ConfigError::new(
+            format!("{field}.requests-per-second"),
+            "must be above 0 and at most 1000000",
+        ));
+    }
+    if burst == 0 || burst > 1_000_000 {
+        return Err(ConfigError::new(
+            format!("{field}.burst"),
+            "must be from 1 to 1000000",
+        ));
+    }
+    Ok(RatePolicy {
+        name: name.to_string(),
+        rate_per_second: rate,
+        burst,
+    })
+}
+
+fn check_path_prefix(field: &str, value: &str) -> Result<String, ConfigError> {
+    if !value.starts_with('/') {
+        return Err(ConfigError::new(field, "must start with '/'"));
+    }
+    if value.len() > 1 && value.ends_with('/') {
+        return Err(ConfigError::new(field, "must not end with '/'"));
+    }
+    if value.contains("//") || value.split('/').any(|s| s == "." || s == "..") {
+        return Err(ConfigError::new(field, "must be a normalised path"));
+    }
+    Ok(value.to_string())
+}

@@ -1,0 +1,74 @@
+//! `[server]`: listeners, threads, shutdown, client timeouts and request size limits.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::super::internal::{Limits, ServerConfig};
+use super::super::wire::ServerSection;
+use super::super::ConfigError;
+
+pub(super) fn validate(server: ServerSection) -> Result<ServerConfig, ConfigError> {
+    let listen = server
+        .listen
+        .parse::<SocketAddr>()
+        .map_err(|e| ConfigError::new("server.listen", format!("not an ip:port address: {e}")))?;
+    let admin_listen = match &server.admin_listen {
+        None => None,
+        Some(admin) => {
+            let admin = admin.parse::<SocketAddr>().map_err(|e| {
+                ConfigError::new(
+                    "server.admin-listen",
+                    format!("not an ip:port address: {e}"),
+                )
+            })?;
+            if admin == listen {
+                return Err(ConfigError::new(
+                    "server.admin-listen",
+                    "must differ from server.listen",
+                ));
+            }
+            Some(admin)
+        }
+    };
+    if server.threads == 0 || server.threads > 256 {
+        return Err(ConfigError::new("server.threads", "must be from 1 to 256"));
+    }
+    if server.client_timeout_ms == 0 {
+        return Err(ConfigError::new(
+            "server.client-timeout-ms",
+            "must be positive",
+        ));
+    }
+    if server.head_timeout_ms == 0 || server.head_timeout_ms > 600_000 {
+        return Err(ConfigError::new(
+            "server.head-timeout-ms",
+            "must be from 1 to 600000",
+        ));
+    }
+    for (field, value, max) in [
+        ("server.max-uri-bytes", server.max_uri_bytes, 1 << 20),
+        ("server.max-header-bytes", server.max_header_bytes, 1 << 20),
+        ("server.max-body-bytes", server.max_body_bytes, 64 << 20),
+    ] {
+        if value < 256 || value > max {
+            return Err(ConfigError::new(
+                field,
+                format!("must be from 256 to {max}"),
+            ));
+        }
+    }
+    Ok(ServerConfig {
+        listen,
+        admin_listen,
+        threads: server.threads,
+        grace_period_seconds: server.grace_period_seconds,
+        graceful_shutdown_timeout_seconds: server.graceful_shutdown_timeout_seconds,
+        client_timeout: Duration::from_millis(server.client_timeout_ms),
+        head_timeout: Duration::from_millis(server.head_timeout_ms),
+        limits: Limits {
+            max_uri_bytes: server.max_uri_bytes,
+            max_header_bytes: server.max_header_bytes,
+            max_body_bytes: server.max_body_bytes,
+        },
+    })
+}

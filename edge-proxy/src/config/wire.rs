@@ -1,0 +1,342 @@
+//! The config file as written: serde structs in kebab-case with named defaults, unknown keys
+//! rejected. Nothing here is validated; [`super::validate`] turns these into [`super::Config`].
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use super::internal::{AuthMode, Balancer, BreakerConfig};
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    /// Upstream services by name.
+    #[serde(default)]
+    pub services: HashMap<String, ServiceSection>,
+    /// Path prefixes and the service each goes to; the longest matching prefix wins.
+    #[serde(default)]
+    pub routes: Vec<RouteSection>,
+    /// Discovery registry table, for services with `registry = true`.
+    #[serde(default)]
+    pub registry: Option<RegistrySection>,
+    /// API keys and JWT verification.
+    #[serde(default)]
+    pub auth: AuthSection,
+    /// The default rate limit per consumer (or client IP on public routes); routes may override.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthSection {
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeySection>,
+    #[serde(default)]
+    pub jwt: Option<JwtSection>,
+    /// Forward the client's `Authorization` / `x-api-key` to the functions (off by default).
+    #[serde(default)]
+    pub forward_credentials: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ApiKeySection {
+    /// Who the key belongs to; forwarded as `x-consumer-id`.
+    pub consumer: String,
+    /// Hex SHA-256 of the key (`printf %s KEY | sha256sum`); the key itself is never stored.
+    pub key_sha256: String,
+    /// Scopes the key grants.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct JwtSection {
+    /// HS256 secret (at least 32 bytes). Prefer `hs256-secret-env` outside development.
+    #[serde(default)]
+    pub hs256_secret: Option<String>,
+    /// Name of an environment variable holding the HS256 secret.
+    #[serde(default)]
+    pub hs256_secret_env: Option<String>,
+    /// JWKS file with RS256 / ES256 public keys.
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    /// JWKS URL, fetched at start and every `jwks-refresh-seconds`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    #[serde(default = "default_jwks_refresh_seconds")]
+    pub jwks_refresh_seconds: u64,
+    /// Required `iss`, if set.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Required `aud`, if set.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Clock skew allowed on `exp` / `nbf`, in seconds.
+    #[serde(default = "default_leeway_seconds")]
+    pub leeway_seconds: u64,
+    /// Longest token accepted, in bytes.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+}
+
+fn default_jwks_refresh_seconds() -> u64 {
+    300
+}
+
+fn default_leeway_seconds() -> u64 {
+    30
+}
+
+fn default_max_token_bytes() -> usize {
+    8192
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RateLimitSection {
+    /// Sustained rate per key.
+    pub requests_per_second: f64,
+    /// Requests allowed at once.
+    pub burst: u32,
+    /// Limiter cells (8 bytes each); bounds memory whatever the number of clients.
+    #[serde(default = "default_rate_limit_cells")]
+    pub cells: usize,
+}
+
+fn default_rate_limit_cells() -> usize {
+    1 << 20
+}
+
+/// A route's own limit, replacing the default one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RouteRateLimitSection {
+    pub requests_per_second: f64,
+    pub burst: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct ServerSection {
+    /// Public listener.
+    pub listen: String,
+    /// Admin listener (`/healthz`, `/readyz`, `/metrics`); keep it off public interfaces.
+    pub admin_listen: Option<String>,
+    /// Worker threads.
+    pub threads: usize,
+    /// Seconds to keep serving after SIGTERM before shutting down.
+    pub grace_period_seconds: u64,
+    /// Seconds in-flight requests get to finish once shutdown starts.
+    pub graceful_shutdown_timeout_seconds: u64,
+    /// Downstream read timeout (slow clients are cut off), in milliseconds.
+    pub client_timeout_ms: u64,
+    /// Whole time a client gets to send a request head, from its first byte (408 and close
+    /// beyond; a new connection that sends nothing for this long is closed), in milliseconds.
+    pub head_timeout_ms: u64,
+    /// Longest request target accepted (414 beyond).
+    pub max_uri_bytes: usize,
+    /// Largest header section accepted (431 beyond).
+    pub max_header_bytes: usize,
+    /// Largest request body accepted (413 beyond), declared or streamed.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: "127.0.0.1:8080".into(),
+            admin_listen: Some("127.0.0.1:9901".into()),
+            threads: 2,
+            grace_period_seconds: 1,
+            graceful_shutdown_timeout_seconds: 2,
+            client_timeout_ms: 10_000,
+            head_timeout_ms: 10_000,
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServiceSection {
+    /// Static instances: base URLs that may carry a path
+    /// (`http://127.0.0.1:9000/lambda-url/user-service`).
+    #[serde(default)]
+    pub instances: Vec<String>,
+    /// Also take instances from the registry table (see `[registry]`).
+    #[serde(default)]
+    pub registry: bool,
+    /// `round-robin` or `least-in-flight` (power of two choices on in-flight requests).
+    #[serde(default)]
+    pub balancer: Balancer,
+    /// TCP (and TLS) connect timeout, in milliseconds.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Longest wait for the upstream between reads, in milliseconds.
+    #[serde(default = "default_read_timeout_ms")]
+    pub read_timeout_ms: u64,
+    /// Budget for the whole upstream exchange including a retry, in milliseconds.
+    #[serde(default = "default_total_timeout_ms")]
+    pub total_timeout_ms: u64,
+    /// Upstream statuses that count as failures for the breaker and may be retried (not when
+    /// the response carries `Retry-After`: that one is passed through as it is).
+    #[serde(default = "default_failure_statuses")]
+    pub failure_statuses: Vec<u16>,
+    /// Sign requests with SigV4 (service `lambda`) for Lambda function URLs with IAM auth.
+    #[serde(default)]
+    pub aws_iam: bool,
+    /// Region to sign for when an instance URL does not name one.
+    #[serde(default)]
+    pub aws_region: Option<String>,
+    #[serde(default)]
+    pub health_check: HealthCheckSection,
+    #[serde(default)]
+    pub circuit_breaker: BreakerSection,
+    #[serde(default)]
+    pub retry: RetrySection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct HealthCheckSection {
+    /// Active checks on (an instance that fails them gets no traffic until it passes again).
+    pub enabled: bool,
+    /// Path under the instance's base URL; must answer 200.
+    pub path: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Passes in a row that make an unhealthy instance healthy.
+    pub healthy_threshold: u32,
+    /// Failures in a row that make a healthy instance unhealthy.
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheckSection {
+    fn default() -> Self {
+        HealthCheckSection {
+            enabled: true,
+            path: "/health".into(),
+            interval_ms: 2_000,
+            timeout_ms: 1_000,
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct BreakerSection {
+    /// Failures in a row that open the breaker.
+    pub consecutive_failures: u32,
+    /// Failure rate (0-1) over the window that opens the breaker...
+    pub failure_rate: f64,
+    /// ...over this many most recent calls...
+    pub window: usize,
+    /// ...once at least this many calls are in the window.
+    pub minimum_calls: usize,
+    /// How long it stays open the first time, in milliseconds (doubles while it keeps failing).
+    pub open_ms: u64,
+    /// Longest it stays open, in milliseconds.
+    pub max_open_ms: u64,
+    /// Probe requests admitted at once while half-open.
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerSection {
+    fn default() -> Self {
+        let defaults = BreakerConfig::default();
+        BreakerSection {
+            consecutive_failures: defaults.consecutive_failures,
+            failure_rate: defaults.failure_rate,
+            window: defaults.window,
+            minimum_calls: defaults.minimum_calls,
+            open_ms: defaults.open_for.as_millis() as u64,
+            max_open_ms: defaults.max_open_for.as_millis() as u64,
+            half_open_probes: defaults.half_open_probes,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct RetrySection {
+    /// Retry once on another instance (idempotent methods; POST/PATCH only if never sent).
+    pub enabled: bool,
+    /// Extra load retries may add, as a fraction of requests.
+    pub budget_ratio: f64,
+    /// Retries banked for a quiet service.
+    pub budget_reserve: u32,
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        RetrySection {
+            enabled: true,
+            budget_ratio: 0.2,
+            budget_reserve: 10,
+        }
+    }
+}
+
+/// The discovery registry: a DynamoDB table of `{service, url, weight, expires_at}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RegistrySection {
+    /// Table name (the endpoint and credentials come from the standard AWS environment).
+    pub table: String,
+    /// How often the proxy reads it, in milliseconds.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+}
+
+fn default_poll_interval_ms() -> u64 {
+    2_000
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    1_000
+}
+
+fn default_read_timeout_ms() -> u64 {
+    15_000
+}
+
+fn default_total_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_failure_statuses() -> Vec<u16> {
+    vec![502, 503, 504]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RouteSection {
+    /// Path prefix, matched on whole segments (`/api/users` matches `/api/users/1`, not
+    /// `/api/usersx`).
+    pub prefix: String,
+    /// Name of a service in `[services]`.
+    pub service: String,
+    /// Leading part of the path removed before forwarding (`/api`: `/api/users/1` reaches the
+    /// function as `/users/1`).
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
+    /// `public`, `api-key`, `jwt` or `any` (an API key or a JWT).
+    #[serde(default)]
+    pub auth: AuthMode,
+    /// Scopes a caller must hold (all of them).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// This route's own rate limit (keyed per consumer and route).
+    #[serde(default)]
+    pub rate_limit: Option<RouteRateLimitSection>,
+}

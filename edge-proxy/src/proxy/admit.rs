@@ -1,0 +1,92 @@
+//! Admission on the request path: authentication, scopes and the rate limit, in that order,
+//! with the `WWW-Authenticate` challenge and `RateLimit` headers a refusal carries.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use pingora::proxy::Session;
+
+use super::context::{AuthOutcome, RequestCtx};
+use super::{EdgeProxy, ProxyError};
+use crate::admission::auth::{AuthError, Authenticator};
+use crate::admission::ratelimit::Decision;
+use crate::config::{AuthMode, Route};
+
+fn challenge(mode: AuthMode, error: AuthError) -> &'static str {
+    match (mode, error) {
+        (AuthMode::ApiKey, _) => "ApiKey realm=\"edge\"",
+        (AuthMode::Jwt, AuthError::Invalid) => "Bearer realm=\"edge\", error=\"invalid_token\"",
+        (AuthMode::Jwt, _) => "Bearer realm=\"edge\"",
+        _ => "Bearer realm=\"edge\", ApiKey realm=\"edge\"",
+    }
+}
+
+impl EdgeProxy {
+    /// Authenticates, authorizes and rate limits; `Some(error)` when the request is refused.
+    pub(super) fn admit(
+        &self,
+        session: &Session,
+        route: &Route,
+        ctx: &mut RequestCtx,
+    ) -> Option<(ProxyError, Vec<(&'static str, String)>)> {
+        let headers = &session.req_header().headers;
+        let identity = match self.auth.authenticate(route.auth, headers) {
+            Ok(identity) => identity,
+            Err(error) => {
+                ctx.auth_outcome = AuthOutcome::refused(error);
+                self.metrics.auth_rejected(&route.prefix, 401);
+                return Some((
+                    ProxyError::Unauthorized {
+                        challenge: challenge(route.auth, error),
+                    },
+                    Vec::new(),
+                ));
+            }
+        };
+        if let Some(identity) = &identity {
+            if let Err(error) = Authenticator::authorize(identity, &route.scopes) {
+                ctx.auth_outcome = AuthOutcome::refused(error);
+                self.metrics.auth_rejected(&route.prefix, 403);
+                return Some((ProxyError::Forbidden, Vec::new()));
+            }
+        }
+        ctx.auth_outcome = if identity.is_some() {
+            AuthOutcome::Ok
+        } else {
+            AuthOutcome::Public
+        };
+        if let Some(policy) = &route.rate_limit {
+            let key = match &identity {
+                Some(identity) => format!("consumer:{}", identity.consumer),
+                None => format!(
+                    "ip:{}",
+                    session
+                        .client_addr()
+                        .and_then(|a| a.as_inet())
+                        .map_or_else(String::new, |a| a.ip().to_string())
+                ),
+            };
+            let decision = self.limiter.check(policy, &key, Instant::now());
+            ctx.rate = Some((Arc::clone(policy), decision));
+            if let Decision::Limited {
+                retry_after_seconds,
+                ..
+            } = decision
+            {
+                self.metrics.rate_limited(&route.prefix);
+                let headers = vec![
+                    ("ratelimit-policy", policy.policy_header()),
+                    ("ratelimit", decision.header(policy)),
+                ];
+                return Some((
+                    ProxyError::RateLimited {
+                        retry_after: retry_after_seconds,
+                    },
+                    headers,
+                ));
+            }
+        }
+        ctx.identity = identity;
+        None
+    }
+}

@@ -1,0 +1,115 @@
+//! Per-request state (Pingora's `CTX`): what the phases of one request tell each other.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::hygiene::Utf8Check;
+use super::RouteTarget;
+use crate::admission::auth::{AuthError, Identity};
+use crate::admission::ratelimit::Decision;
+use crate::config::RatePolicy;
+use crate::ops::metrics::Metrics;
+use crate::ops::trace::TraceContext;
+use crate::upstream::pool::{Attempt, InstanceId};
+
+/// What authentication concluded, for the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// The request never reached authentication (refused or unrouted before it).
+    NotChecked,
+    /// A public route: no credentials needed.
+    Public,
+    /// Valid credentials with the route's scopes.
+    Ok,
+    /// No credentials of an accepted kind.
+    Missing,
+    /// Credentials present but not valid.
+    Invalid,
+    /// Valid credentials without the route's scopes.
+    Forbidden,
+}
+
+impl AuthOutcome {
+    /// The access-log spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthOutcome::NotChecked => "-",
+            AuthOutcome::Public => "public",
+            AuthOutcome::Ok => "ok",
+            AuthOutcome::Missing => "missing",
+            AuthOutcome::Invalid => "invalid",
+            AuthOutcome::Forbidden => "forbidden",
+        }
+    }
+
+    /// The outcome of a refusal.
+    pub fn refused(error: AuthError) -> AuthOutcome {
+        match error {
+            AuthError::Missing => AuthOutcome::Missing,
+            AuthError::Invalid => AuthOutcome::Invalid,
+            AuthError::Forbidden => AuthOutcome::Forbidden,
+        }
+    }
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    pub started: Instant,
+    /// The route and its service's pool, once routed.
+    pub route: Option<Arc<RouteTarget>>,
+    pub attempt: Option<Attempt>,
+    /// Instances this request has tried (a retry goes elsewhere).
+    pub tried: Vec<InstanceId>,
+    pub attempts: u32,
+    pub upstream_started: Option<Instant>,
+    /// Set when a phase has already decided whether the current failure is retried.
+    pub retry_decided: Option<bool>,
+    pub last_instance: Option<String>,
+    pub identity: Option<Identity>,
+    pub rate: Option<(Arc<RatePolicy>, Decision)>,
+    pub auth_outcome: AuthOutcome,
+    pub request_id: String,
+    pub trace: Option<TraceContext>,
+    /// Request body bytes seen so far.
+    pub body_bytes: usize,
+    /// For JSON bodies: the UTF-8 check, carrying an incomplete sequence between chunks.
+    pub utf8: Option<Utf8Check>,
+    /// The whole request body, read up front for upstreams that need it signed.
+    pub signed_body: Option<Vec<u8>>,
+}
+
+impl RequestCtx {
+    pub fn new() -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            route: None,
+            attempt: None,
+            tried: Vec::new(),
+            attempts: 0,
+            upstream_started: None,
+            retry_decided: None,
+            last_instance: None,
+            identity: None,
+            rate: None,
+            auth_outcome: AuthOutcome::NotChecked,
+            request_id: String::new(),
+            trace: None,
+            body_bytes: 0,
+            utf8: None,
+            signed_body: None,
+        }
+    }
+
+    /// Upstream time of the attempt that just ended, into the metrics.
+    pub fn end_upstream(&mut self, metrics: &Metrics) {
+        if let (Some(started), Some(route)) = (self.upstream_started.take(), &self.route) {
+            metrics.upstream(&route.pool.config.name, started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,94 @@
+//! What the upstream sees of a request: the path in the instance's space, `Host`, the
+//! forwarding headers, the identity the proxy verified (never the client's claim), trace
+//! context, and none of the hop-by-hop headers or (unless configured) the client's credentials.
+
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+
+use super::routing::upstream_path;
+use crate::admission::auth::Identity;
+use crate::config::{Route, UpstreamUrl};
+use crate::ops::trace::TraceContext;
+
+/// Identity headers the proxy sets; any a client sends are removed first.
+pub const IDENTITY_HEADERS: [&str; 3] = ["x-consumer-id", "x-consumer-scopes", "x-auth-method"];
+
+/// Headers that belong to one connection and are never forwarded.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// What the proxy knows about the request that goes into the upstream's copy of it.
+pub struct Forwarding<'a> {
+    pub route: &'a Route,
+    pub url: &'a UpstreamUrl,
+    pub request_id: &'a str,
+    pub trace: Option<&'a TraceContext>,
+    pub identity: Option<&'a Identity>,
+    pub forward_credentials: bool,
+}
+
+impl Forwarding<'_> {
+    /// Rewrites `upstream_request` (Pingora's copy of the client's head) for the upstream.
+    pub fn apply(
+        &self,
+        session: &Session,
+        upstream_request: &mut RequestHeader,
+    ) -> pingora::Result<()> {
+        let original = &session.req_header().uri;
+        let mut path_and_query = upstream_path(&self.url.base_path, self.route, original.path());
+        if let Some(query) = original.query() {
+            path_and_query.push('?');
+            path_and_query.push_str(query);
+        }
+        let uri = path_and_query.parse::<http::Uri>().map_err(|e| {
+            pingora::Error::because(pingora::ErrorType::InternalError, "rewritten uri", e)
+        })?;
+        upstream_request.set_uri(uri);
+        upstream_request.insert_header("host", self.url.host_header())?;
+        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
+            let client_ip = addr.ip().to_string();
+            let forwarded_for = match upstream_request
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(existing) => format!("{existing}, {client_ip}"),
+                None => client_ip,
+            };
+            upstream_request.insert_header("x-forwarded-for", forwarded_for)?;
+        }
+        upstream_request.insert_header("x-forwarded-proto", "http")?;
+        // Identity comes only from the proxy: drop whatever the client claimed.
+        for name in IDENTITY_HEADERS {
+            upstream_request.remove_header(name);
+        }
+        if !self.forward_credentials {
+            upstream_request.remove_header("authorization");
+            upstream_request.remove_header("x-api-key");
+        }
+        upstream_request.insert_header("x-request-id", self.request_id)?;
+        upstream_request.remove_header("tracestate");
+        if let Some(trace) = self.trace {
+            upstream_request.insert_header("traceparent", trace.traceparent())?;
+            if let Some(state) = &trace.tracestate {
+                upstream_request.insert_header("tracestate", state.as_str())?;
+            }
+        }
+        if let Some(identity) = self.identity {
+            upstream_request.insert_header("x-consumer-id", identity.consumer.as_str())?;
+            upstream_request.insert_header("x-consumer-scopes", identity.scopes.join(" "))?;
+            upstream_request.insert_header("x-auth-method", identity.method.as_str())?;
+        }
+        for hop_by_hop in HOP_BY_HOP {
+            upstream_request.remove_header(hop_by_hop);
+        }
+        Ok(())
+    }
+}
