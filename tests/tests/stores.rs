@@ -6,10 +6,11 @@
 //! Needs `AWS_ENDPOINT_URL`, `USERS_TABLE` and `PRODUCTS_TABLE` (set by `make test`).
 
 use chrono::Utc;
-use product_service::domain::Product;
+use product_service::domain::{Product, ProductError};
 use product_service::store::{DynamoProductStore, ProductStore};
-use service_core::ApiError;
-use user_service::domain::User;
+use service_core::error::Code;
+use service_core::StoreError;
+use user_service::domain::{User, UserError};
 use user_service::store::{DynamoUserStore, UserStore};
 
 fn env(name: &str) -> String {
@@ -59,7 +60,7 @@ async fn user_store_enforces_uniqueness_and_versions() {
     };
     assert_eq!(
         store.replace(&stale, &renamed).await.unwrap_err(),
-        ApiError::VersionMismatch
+        UserError::Store(StoreError::VersionMismatch)
     );
     assert_eq!(
         store.get(&ada.id).await.unwrap().unwrap().name,
@@ -132,13 +133,13 @@ async fn product_store_reserves_and_releases_atomically() {
     // Version-conditioned delete is refused while a reservation is open (its version moved).
     assert_eq!(
         store.delete(&product).await.unwrap_err(),
-        ApiError::VersionMismatch
+        ProductError::Store(StoreError::VersionMismatch)
     );
 
     store.release(&product.id, "r1").await.unwrap();
     assert_eq!(
         store.release(&product.id, "r1").await.unwrap_err(),
-        ApiError::NotFound
+        ProductError::NotFound
     );
     let after = store.get(&product.id).await.unwrap().unwrap();
     assert_eq!((after.stock, after.open_reservations), (3, 0));
@@ -147,7 +148,7 @@ async fn product_store_reserves_and_releases_atomically() {
             .reserve(&uuid::Uuid::new_v4().to_string(), "r3", 1)
             .await
             .unwrap_err(),
-        ApiError::NotFound
+        ProductError::NotFound
     );
 
     store.delete(&after).await.unwrap();

@@ -9,26 +9,20 @@ use chrono::Utc;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use service_core::body::parse_json;
-use service_core::http::{json, no_content, with_version, Precondition};
-use service_core::paging::{parse_limit, CursorCodec};
-use service_core::{telemetry, ApiError};
+use service_core::http::{json, no_content, update, versioned, write_current, Target};
+use service_core::paging::{CursorCodec, Listing};
+use service_core::validate::{self, is_id};
+use service_core::{ApiError, Handler};
 
 use crate::domain::{
-    validate_category, CreateProduct, CreateReservation, Product, Reservation, UpdateProduct,
+    validate_category, CreateProduct, CreateReservation, Product, ProductError, Reservation,
+    UpdateProduct,
 };
-use crate::store::{has_open_reservations, ProductStore};
-
-/// How often a write without `If-Match` re-reads and re-applies after losing a race.
-const UPDATE_ATTEMPTS: usize = 5;
+use crate::store::ProductStore;
 
 pub struct App {
     store: Arc<dyn ProductStore>,
     cursors: CursorCodec,
-}
-
-/// True for ids this service could have minted (UUIDs); anything else is not looked up.
-fn is_id(id: &str) -> bool {
-    uuid::Uuid::parse_str(id).is_ok()
 }
 
 impl App {
@@ -36,20 +30,10 @@ impl App {
         App { store, cursors }
     }
 
-    /// Handles one request; never fails (errors become JSON responses).
-    pub async fn handle(&self, request: Request) -> Response<Body> {
-        telemetry::handle_request(request, |request| self.route(request)).await
-    }
-
-    async fn route(&self, request: Request) -> Result<Response<Body>, ApiError> {
-        let path = request.uri().path().trim_end_matches('/').to_string();
-        let segments: Vec<&str> = path.split('/').skip(1).collect();
-        let method = request.method().clone();
-        match segments.as_slice() {
-            ["health"] => match method {
-                Method::GET => Ok(service_core::http::health()),
-                _ => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
-            },
+    async fn dispatch(&self, request: Request) -> Result<Response<Body>, ApiError> {
+        let target = Target::of(&request);
+        let method = target.method.clone();
+        match target.segments().as_slice() {
             ["products"] => match method {
                 Method::GET => self.list(&request).await,
                 Method::POST => self.create(&request).await,
@@ -82,7 +66,7 @@ impl App {
         let new = input.validate()?;
         let now = Utc::now();
         let product = Product {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: validate::new_id(),
             sku: new.sku,
             name: new.name,
             price_cents: new.price_cents,
@@ -97,30 +81,16 @@ impl App {
         self.store.create(&product).await?;
         tracing::info!(product_id = %product.id, "product created");
         let location = format!("/products/{}", product.id);
-        Ok(with_version(
-            json(StatusCode::CREATED, &product),
-            product.version,
-            Some(&location),
-        ))
+        Ok(versioned(StatusCode::CREATED, &product, Some(&location)))
     }
 
     async fn get(&self, id: &str) -> Result<Response<Body>, ApiError> {
-        let product = self.find(id).await?;
-        Ok(with_version(
-            json(StatusCode::OK, &product),
-            product.version,
-            None,
-        ))
+        Ok(versioned(StatusCode::OK, &self.find(id).await?, None))
     }
 
     async fn list(&self, request: &Request) -> Result<Response<Body>, ApiError> {
         let query = request.query_string_parameters();
-        for name in ["limit", "cursor", "category"] {
-            if query.all(name).is_some_and(|values| values.len() > 1) {
-                return Err(ApiError::invalid_query(name, "must be given at most once"));
-            }
-        }
-        let limit = parse_limit(query.first("limit"))?;
+        let listing = Listing::from_query(&query, &["category"])?;
         let category = query
             .first("category")
             .map(|c| {
@@ -132,49 +102,41 @@ impl App {
             Some(category) => format!("products|category={category}"),
             None => "products".to_string(),
         };
-        let after = query
-            .first("cursor")
-            .map(|cursor| self.cursors.decode(&scope, cursor))
-            .transpose()?;
+        let after = listing.after(&self.cursors, &scope)?;
         let page = self
             .store
-            .list(limit, after.as_deref(), category.as_deref())
+            .list(listing.limit, after.as_deref(), category.as_deref())
             .await?;
         Ok(json(StatusCode::OK, &page.into_body(&self.cursors, &scope)))
     }
 
     async fn update(&self, id: &str, request: &Request) -> Result<Response<Body>, ApiError> {
         let input: UpdateProduct = parse_json(request.headers(), request.body())?;
-        let patch = input.validate()?;
-        let precondition = Precondition::from_headers(request.headers());
-        let updated = precondition
-            .retry_lost_races(UPDATE_ATTEMPTS, || async {
-                let current = self.find(id).await?;
-                precondition.check(current.version)?;
-                let next = patch.apply(&current, Utc::now());
-                self.store.replace(&current, &next).await?;
-                Ok(next)
-            })
-            .await?;
-        Ok(with_version(
-            json(StatusCode::OK, &updated),
-            updated.version,
-            None,
-        ))
+        let replace = |current: Product, next: Product| async move {
+            self.store.replace(&current, &next).await?;
+            Ok(next)
+        };
+        update(
+            request.headers(),
+            &input.validate()?,
+            || self.find(id),
+            replace,
+        )
+        .await
     }
 
     async fn delete(&self, id: &str, request: &Request) -> Result<Response<Body>, ApiError> {
-        let precondition = Precondition::from_headers(request.headers());
-        precondition
-            .retry_lost_races(UPDATE_ATTEMPTS, || async {
-                let current = self.find(id).await?;
-                precondition.check(current.version)?;
+        write_current(
+            request.headers(),
+            || self.find(id),
+            |current| async move {
                 if current.open_reservations > 0 {
-                    return Err(has_open_reservations());
+                    return Err(ProductError::HasOpenReservations.into());
                 }
-                self.store.delete(&current).await
-            })
-            .await?;
+                Ok(self.store.delete(&current).await?)
+            },
+        )
+        .await?;
         Ok(no_content())
     }
 
@@ -184,7 +146,7 @@ impl App {
         if !is_id(id) {
             return Err(ApiError::NotFound);
         }
-        let reservation_id = uuid::Uuid::new_v4().to_string();
+        let reservation_id = validate::new_id();
         let remaining_stock = self.store.reserve(id, &reservation_id, quantity).await?;
         tracing::info!(product_id = %id, %reservation_id, quantity, remaining_stock, "stock reserved");
         let location = format!("/products/{id}/reservations/{reservation_id}");
@@ -213,9 +175,13 @@ impl App {
     }
 
     async fn find(&self, id: &str) -> Result<Product, ApiError> {
-        if !is_id(id) {
-            return Err(ApiError::NotFound);
-        }
-        self.store.get(id).await?.ok_or(ApiError::NotFound)
+        validate::find(id, || self.store.get(id)).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for App {
+    async fn route(&self, request: Request) -> Result<Response<Body>, ApiError> {
+        self.dispatch(request).await
     }
 }

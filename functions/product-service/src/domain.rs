@@ -5,7 +5,8 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
-use service_core::ApiError;
+use service_core::http::{Patch, Versioned};
+use service_core::{validate, ApiError, StoreError};
 
 pub const MAX_SKU_CHARS: usize = 64;
 pub const MAX_NAME_CHARS: usize = 200;
@@ -14,6 +15,67 @@ pub const MAX_RESERVATION_QUANTITY: u32 = 1000;
 /// Open reservations a product may have at once (they are kept on the product item, which
 /// DynamoDB caps at 400 KB).
 pub const MAX_OPEN_RESERVATIONS: u32 = 1000;
+
+/// What a write to a product or its reservations can meet besides bad input: the outcomes the
+/// store reports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProductError {
+    /// No such product, or no such reservation (including one already released).
+    #[error("not found")]
+    NotFound,
+    /// Another product holds the SKU.
+    #[error("sku taken")]
+    SkuTaken,
+    /// Fewer units in stock than the reservation asks for.
+    #[error("insufficient stock")]
+    InsufficientStock,
+    /// The product already has [`MAX_OPEN_RESERVATIONS`] open reservations.
+    #[error("too many reservations")]
+    TooManyReservations,
+    /// A product with open reservations cannot be deleted.
+    #[error("has open reservations")]
+    HasOpenReservations,
+    /// Releasing would take stock past its maximum.
+    #[error("stock overflow")]
+    StockOverflow,
+    /// The product kept changing under a reservation; the client may retry.
+    #[error("too many concurrent reservations")]
+    Contended,
+    /// Any store's outcomes: a lost race (`VersionMismatch`), an unreachable database, ...
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ProductError> for ApiError {
+    fn from(error: ProductError) -> ApiError {
+        match error {
+            ProductError::NotFound => ApiError::NotFound,
+            ProductError::SkuTaken => {
+                ApiError::conflict("sku_taken", "a product with this sku already exists")
+            }
+            ProductError::InsufficientStock => ApiError::conflict(
+                "insufficient_stock",
+                "not enough stock for this reservation",
+            ),
+            ProductError::TooManyReservations => ApiError::conflict(
+                "too_many_reservations",
+                format!("a product can have at most {MAX_OPEN_RESERVATIONS} open reservations"),
+            ),
+            ProductError::HasOpenReservations => ApiError::conflict(
+                "has_open_reservations",
+                "the product has open reservations; release them before deleting it",
+            ),
+            ProductError::StockOverflow => ApiError::conflict(
+                "stock_overflow",
+                "releasing this reservation would take stock past its maximum",
+            ),
+            ProductError::Contended => {
+                ApiError::Unavailable("too many concurrent reservations on one product".into())
+            }
+            ProductError::Store(error) => error.into(),
+        }
+    }
+}
 
 /// A stored product, exactly as the API returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +95,12 @@ pub struct Product {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
+}
+
+impl Versioned for Product {
+    fn version(&self) -> u64 {
+        self.version
+    }
 }
 
 /// Body of `POST /products`.
@@ -152,9 +220,15 @@ impl UpdateProduct {
     }
 }
 
+impl Patch<Product> for ProductPatch {
+    fn apply(&self, current: &Product) -> Product {
+        self.apply_at(current, Utc::now())
+    }
+}
+
 impl ProductPatch {
     /// The product after this patch, with a new version and `updated_at`.
-    pub fn apply(&self, product: &Product, now: DateTime<Utc>) -> Product {
+    pub fn apply_at(&self, product: &Product, now: DateTime<Utc>) -> Product {
         Product {
             name: self.name.clone().unwrap_or_else(|| product.name.clone()),
             price_cents: self.price_cents.unwrap_or(product.price_cents),
@@ -206,15 +280,7 @@ pub fn validate_sku(raw: &str) -> Result<String, ApiError> {
 
 /// Trimmed, 1 to [`MAX_NAME_CHARS`] characters, no control characters.
 pub fn validate_name(raw: &str) -> Result<String, ApiError> {
-    let name = raw.trim();
-    let count = name.chars().count();
-    if count == 0 || count > MAX_NAME_CHARS || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid_field(
-            "name",
-            format!("must be 1 to {MAX_NAME_CHARS} printable characters after trimming"),
-        ));
-    }
-    Ok(name.to_string())
+    validate::name(raw, MAX_NAME_CHARS)
 }
 
 /// An ISO 4217 code: three upper-case letters.
@@ -326,7 +392,7 @@ mod tests {
             category: Some(None),
             ..Default::default()
         };
-        let next = patch.apply(&product, now);
+        let next = patch.apply_at(&product, now);
         assert_eq!(
             (next.stock, next.category.clone(), next.version),
             (9, None, 4)

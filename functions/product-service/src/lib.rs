@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod domain;
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod store;

@@ -11,6 +11,7 @@ use product_service::store::MemoryProductStore;
 use serde_json::{json, Value};
 use service_core::paging::CursorCodec;
 use service_core::testkit::{error_code, json_of, raw_request, request};
+use service_core::Handler;
 
 fn app() -> App {
     App::new(

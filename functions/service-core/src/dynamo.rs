@@ -1,28 +1,44 @@
-//! The DynamoDB client, built once per cold start, and the classification of SDK failures into
-//! "the database is unreachable right now" (503) and "something is wrong" (500).
+//! The DynamoDB side both stores share: the client built once per cold start, a [`Table`] with
+//! the few operations the stores use (consistent reads, prefix scans, transactions), uniqueness
+//! claims, and the classification of SDK failures into "unreachable right now" (503) and
+//! "something is wrong" (500).
 //!
 //! Timeouts are short on purpose: a function whose table is unreachable answers a JSON error
 //! within a few seconds instead of hanging until the Lambda timeout.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
 
-use crate::ApiError;
+use crate::paging::Page;
+use crate::StoreError;
 
-/// Reads a required environment variable, naming it in the error when it is missing.
-pub fn required_env(name: &str) -> Result<String, String> {
-    match std::env::var(name) {
-        Ok(value) if !value.trim().is_empty() => Ok(value),
-        _ => Err(format!("environment variable {name} must be set")),
-    }
-}
+/// A DynamoDB item.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Name of the partition key attribute in every table of this project.
+pub const PK: &str = "pk";
+
+/// Error codes DynamoDB answers when a table or account is over its throughput: the request
+/// may succeed later, so it is "unavailable", not "broken".
+const THROTTLING_CODES: [&str; 3] = [
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+];
+
+/// How many times a write cancelled by a conflicting transaction is retried.
+pub const CONFLICT_RETRIES: usize = 8;
 
 /// Builds the client from the standard AWS configuration chain. `AWS_ENDPOINT_URL` (set by the
 /// local stack) points it at moto or LocalStack; on AWS it is unset.
-pub async fn client_from_env() -> aws_sdk_dynamodb::Client {
+pub async fn client_from_env() -> Client {
     let config = aws_config::from_env()
         .timeout_config(
             TimeoutConfig::builder()
@@ -34,45 +50,32 @@ pub async fn client_from_env() -> aws_sdk_dynamodb::Client {
         .retry_config(RetryConfig::standard().with_max_attempts(2))
         .load()
         .await;
-    aws_sdk_dynamodb::Client::new(&config)
+    Client::new(&config)
 }
 
-/// Maps an SDK failure that is not a modelled business outcome to an [`ApiError`].
-pub fn sdk_failure<E, R>(operation: &str, error: SdkError<E, R>) -> ApiError
+/// Maps an SDK failure that is not a modelled business outcome to a [`StoreError`]:
+/// timeouts, connection failures and throttling (by the error's code) are `Unavailable`.
+pub fn sdk_failure<E, R>(operation: &str, error: SdkError<E, R>) -> StoreError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
     let detail = format!(
         "{operation}: {}",
         aws_sdk_dynamodb::error::DisplayErrorContext(&error)
     );
-    match error {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => ApiError::Unavailable(detail),
-        SdkError::ServiceError(ref service) if is_throttling(service.raw()) => {
-            ApiError::Unavailable(detail)
+    match &error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => StoreError::Unavailable(detail),
+        SdkError::ServiceError(service) if is_throttling(service.err().code()) => {
+            StoreError::Unavailable(detail)
         }
-        _ => ApiError::Internal(detail),
+        _ => StoreError::Internal(detail),
     }
 }
 
-fn is_throttling<R: std::fmt::Debug>(raw: &R) -> bool {
-    let text = format!("{raw:?}");
-    text.contains("ThrottlingException") || text.contains("ProvisionedThroughputExceeded")
+fn is_throttling(code: Option<&str>) -> bool {
+    code.is_some_and(|code| THROTTLING_CODES.contains(&code))
 }
-
-use std::collections::HashMap;
-
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::AttributeValue;
-
-use crate::paging::Page;
-
-/// A DynamoDB item.
-pub type Item = HashMap<String, AttributeValue>;
-
-/// Name of the partition key attribute in every table of this project.
-pub const PK: &str = "pk";
 
 /// The key map for a partition key value.
 pub fn key(pk: impl Into<String>) -> Item {
@@ -86,137 +89,291 @@ pub fn string_attr<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-/// How a transaction ended when DynamoDB cancelled it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TransactionOutcome {
-    /// Cancelled: one reason code per action, in order (`"None"` for actions that were fine,
-    /// `"ConditionalCheckFailed"`, `"TransactionConflict"`, ...).
-    Cancelled(Vec<String>),
-    /// Any other failure, already classified.
-    Failed(ApiError),
-}
-
-impl TransactionOutcome {
-    /// Classifies a `TransactWriteItems` error.
-    pub fn from_error<R: std::fmt::Debug>(error: SdkError<TransactWriteItemsError, R>) -> Self {
-        if let SdkError::ServiceError(service) = &error {
-            if let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err()
-            {
-                let codes = cancelled
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|reason| reason.code().unwrap_or("None").to_string())
-                    .collect();
-                return TransactionOutcome::Cancelled(codes);
-            }
-        }
-        TransactionOutcome::Failed(sdk_failure("TransactWriteItems", error))
-    }
-}
-
-/// True when the action at `index` failed its condition.
-pub fn condition_failed_at(codes: &[String], index: usize) -> bool {
-    codes
-        .get(index)
-        .is_some_and(|code| code == "ConditionalCheckFailed")
-}
-
-/// True when DynamoDB cancelled because another transaction touched the same items: the caller
-/// may retry.
-pub fn is_conflict(codes: &[String]) -> bool {
-    codes.iter().any(|code| code == "TransactionConflict")
-}
-
-/// How many times a write cancelled by a conflicting transaction is retried.
-pub const CONFLICT_RETRIES: usize = 8;
-
-/// A short, growing pause between conflict retries.
-pub async fn conflict_backoff(attempt: usize) {
-    let millis = 5u64 << attempt.min(6);
-    tokio::time::sleep(Duration::from_millis(millis)).await;
-}
-
-/// Runs a transaction, retrying (with a short backoff) while DynamoDB cancels it for a conflict
-/// with another transaction. `Ok(Err(codes))` when it was cancelled for anything else: one
-/// reason code per action, for the caller to map (`ConditionalCheckFailed` at index i, ...).
-pub async fn transact(
-    client: &aws_sdk_dynamodb::Client,
-    actions: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
-) -> Result<Result<(), Vec<String>>, ApiError> {
-    let mut attempt = 0;
-    loop {
-        let result = client
-            .transact_write_items()
-            .set_transact_items(Some(actions.clone()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => return Ok(Ok(())),
-            Err(error) => match TransactionOutcome::from_error(error) {
-                TransactionOutcome::Cancelled(codes)
-                    if is_conflict(&codes) && attempt < CONFLICT_RETRIES =>
-                {
-                    attempt += 1;
-                    conflict_backoff(attempt).await;
-                }
-                TransactionOutcome::Cancelled(codes) => return Ok(Err(codes)),
-                TransactionOutcome::Failed(error) => return Err(error),
-            },
-        }
-    }
-}
-
-/// Scans for items whose key starts with `prefix`, strongly consistent, returning at most
-/// `limit` of them and the key to continue after. DynamoDB applies `Limit` before the filter, so
-/// this keeps scanning until it has `limit` items or the table ends; it never asks for more than
-/// it still needs, so no item is skipped between pages.
-pub async fn scan_prefix(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-    prefix: &str,
-    limit: usize,
-    after: Option<&str>,
-) -> Result<Page<Item>, ApiError> {
-    let mut items = Vec::with_capacity(limit);
-    let mut start = after.map(key);
-    loop {
-        let remaining = i32::try_from(limit - items.len()).unwrap_or(i32::MAX);
-        let output = client
-            .scan()
-            .table_name(table)
-            .filter_expression("begins_with(#pk, :prefix)")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_string()))
-            .consistent_read(true)
-            .limit(remaining)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| sdk_failure("Scan", e))?;
-        items.extend(output.items.unwrap_or_default());
-        start = output.last_evaluated_key;
-        if items.len() >= limit || start.is_none() {
-            break;
-        }
-    }
-    let next = start.and_then(|k| string_attr(&k, PK).map(str::to_string));
-    Ok(Page { items, next })
-}
-
 /// Converts a stored item into a domain value; a malformed item is an internal error.
-pub fn from_item<T: serde::de::DeserializeOwned>(item: Item) -> Result<T, ApiError> {
-    serde_dynamo::from_item(item).map_err(|e| ApiError::Internal(format!("malformed item: {e}")))
+pub fn from_item<T: serde::de::DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Internal(format!("malformed item: {e}")))
 }
 
 /// Converts a domain value into an item under partition key `pk`.
-pub fn to_item<T: serde::Serialize>(value: &T, pk: impl Into<String>) -> Result<Item, ApiError> {
+pub fn to_item<T: serde::Serialize>(value: &T, pk: impl Into<String>) -> Result<Item, StoreError> {
     let mut item: Item = serde_dynamo::to_item(value)
-        .map_err(|e| ApiError::Internal(format!("encode item: {e}")))?;
+        .map_err(|e| StoreError::Internal(format!("encode item: {e}")))?;
     item.insert(PK.to_string(), AttributeValue::S(pk.into()));
     Ok(item)
 }
 
-/// Turns an SDK builder error (a missing required field: a bug) into an internal error.
-pub fn build_error(error: aws_sdk_dynamodb::error::BuildError) -> ApiError {
-    ApiError::Internal(format!("request build: {error}"))
+fn build_error(error: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Internal(format!("request build: {error}"))
+}
+
+/// One of the services' tables.
+#[derive(Clone, Debug)]
+pub struct Table {
+    pub client: Client,
+    pub name: String,
+}
+
+impl Table {
+    pub fn new(client: Client, name: impl Into<String>) -> Table {
+        Table {
+            client,
+            name: name.into(),
+        }
+    }
+
+    /// The item under `pk`, read strongly consistent.
+    pub async fn get(&self, pk: impl Into<String>) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .set_key(Some(key(pk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_failure("GetItem", e))?;
+        Ok(output.item)
+    }
+
+    /// Scans for items whose key starts with `prefix`, strongly consistent, returning at most
+    /// `limit` of them and the key to continue after. DynamoDB applies `Limit` before the
+    /// filter, so this keeps scanning until it has `limit` items or the table ends; it never
+    /// asks for more than it still needs, so no item is skipped between pages.
+    pub async fn scan_prefix(
+        &self,
+        prefix: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Page<Item>, StoreError> {
+        let mut items = Vec::with_capacity(limit);
+        let mut start = after.map(key);
+        loop {
+            let remaining = i32::try_from(limit - items.len()).unwrap_or(i32::MAX);
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.name)
+                .filter_expression("begins_with(#pk, :prefix)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_string()))
+                .consistent_read(true)
+                .limit(remaining)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_failure("Scan", e))?;
+            items.extend(output.items.unwrap_or_default());
+            start = output.last_evaluated_key;
+            if items.len() >= limit || start.is_none() {
+                break;
+            }
+        }
+        let next = start.and_then(|k| string_attr(&k, PK).map(str::to_string));
+        Ok(Page { items, next })
+    }
+
+    /// A transaction on this table.
+    pub fn transaction(&self) -> Transaction<'_> {
+        Transaction {
+            table: self,
+            actions: Vec::new(),
+            error: None,
+        }
+    }
+}
+
+/// A `TransactWriteItems` call whose actions are known by the item each one writes, so a
+/// cancellation is read as "the condition on this item failed", never by position.
+pub struct Transaction<'a> {
+    table: &'a Table,
+    /// The partition key each action touches, and the action.
+    actions: Vec<(String, TransactWriteItem)>,
+    /// A request that could not be built (a bug), reported when the transaction runs.
+    error: Option<StoreError>,
+}
+
+/// Condition values, as `(":name", value)`.
+pub type Values<'v> = &'v [(&'v str, AttributeValue)];
+
+fn values_map(values: Values<'_>) -> Option<HashMap<String, AttributeValue>> {
+    (!values.is_empty()).then(|| {
+        values
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.clone()))
+            .collect()
+    })
+}
+
+impl Transaction<'_> {
+    fn push(
+        mut self,
+        pk: String,
+        action: Result<TransactWriteItem, aws_sdk_dynamodb::error::BuildError>,
+    ) -> Self {
+        match action {
+            Ok(action) => self.actions.push((pk, action)),
+            Err(error) => {
+                self.error.get_or_insert(build_error(error));
+            }
+        }
+        self
+    }
+
+    /// Puts `item` (which carries its partition key) if `condition` holds.
+    pub fn put(self, item: Item, condition: &str, values: Values<'_>) -> Self {
+        let pk = string_attr(&item, PK).unwrap_or_default().to_string();
+        let put = Put::builder()
+            .table_name(&self.table.name)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_values(values_map(values))
+            .build()
+            .map(|put| TransactWriteItem::builder().put(put).build());
+        self.push(pk, put)
+    }
+
+    /// Deletes the item under `pk` if `condition` holds.
+    pub fn delete(self, pk: impl Into<String>, condition: &str, values: Values<'_>) -> Self {
+        let pk = pk.into();
+        let delete = Delete::builder()
+            .table_name(&self.table.name)
+            .set_key(Some(key(pk.clone())))
+            .condition_expression(condition)
+            .set_expression_attribute_values(values_map(values))
+            .build()
+            .map(|delete| TransactWriteItem::builder().delete(delete).build());
+        self.push(pk, delete)
+    }
+
+    /// Claims `pk` for `owner` (a uniqueness claim: `{pk, <owner_attribute>: owner}`), only if
+    /// nobody holds it.
+    pub fn claim(self, pk: impl Into<String>, owner_attribute: &str, owner: &str) -> Self {
+        let mut item = key(pk);
+        item.insert(
+            owner_attribute.to_string(),
+            AttributeValue::S(owner.to_string()),
+        );
+        self.put(item, "attribute_not_exists(pk)", &[])
+    }
+
+    /// Frees the claim on `pk`, only if `owner` still holds it.
+    pub fn release(self, pk: impl Into<String>, owner_attribute: &str, owner: &str) -> Self {
+        let condition = format!("{owner_attribute} = :owner");
+        self.delete(
+            pk,
+            &condition,
+            &[(":owner", AttributeValue::S(owner.to_string()))],
+        )
+    }
+
+    /// Runs the transaction, retrying (with a short, growing pause) while DynamoDB cancels it
+    /// for a conflict with another transaction. `Ok(Err(cancelled))` when it was cancelled
+    /// for anything else.
+    pub async fn commit(self) -> Result<Result<(), Cancelled>, StoreError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        let (keys, actions): (Vec<String>, Vec<TransactWriteItem>) =
+            self.actions.into_iter().unzip();
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .table
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(actions.clone()))
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => return Ok(Ok(())),
+                Err(error) => error,
+            };
+            let cancelled = match Cancelled::from_error(&keys, &error) {
+                Some(cancelled) => cancelled,
+                None => return Err(sdk_failure("TransactWriteItems", error)),
+            };
+            if cancelled.conflict() && attempt < CONFLICT_RETRIES {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(5u64 << attempt.min(6))).await;
+                continue;
+            }
+            return Ok(Err(cancelled));
+        }
+    }
+}
+
+/// Why DynamoDB cancelled a transaction: a reason code for each item the transaction touched
+/// (`None` for those that were fine, `ConditionalCheckFailed`, `TransactionConflict`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancelled {
+    reasons: Vec<(String, String)>,
+}
+
+impl Cancelled {
+    /// DynamoDB answers one reason per action, in the order the actions were sent: paired
+    /// here with the item each action touched.
+    fn from_error<R>(
+        keys: &[String],
+        error: &SdkError<TransactWriteItemsError, R>,
+    ) -> Option<Self> {
+        let SdkError::ServiceError(service) = error else {
+            return None;
+        };
+        let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err() else {
+            return None;
+        };
+        let reasons = keys
+            .iter()
+            .zip(cancelled.cancellation_reasons())
+            .map(|(pk, reason)| (pk.clone(), reason.code().unwrap_or("None").to_string()))
+            .collect();
+        Some(Cancelled { reasons })
+    }
+
+    /// True when the condition on the item under `pk` failed.
+    pub fn condition_failed_on(&self, pk: &str) -> bool {
+        self.reasons
+            .iter()
+            .any(|(key, code)| key == pk && code == "ConditionalCheckFailed")
+    }
+
+    /// True when another transaction touched the same items: worth trying again.
+    fn conflict(&self) -> bool {
+        self.reasons
+            .iter()
+            .any(|(_, code)| code == "TransactionConflict")
+    }
+
+    /// The cancellation as an internal error, for outcomes the caller did not expect.
+    pub fn unexpected(&self, operation: &str) -> StoreError {
+        StoreError::Internal(format!("{operation} cancelled: {:?}", self.reasons))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttling_is_read_from_the_error_code() {
+        assert!(is_throttling(Some("ThrottlingException")));
+        assert!(is_throttling(Some(
+            "ProvisionedThroughputExceededException"
+        )));
+        assert!(!is_throttling(Some("ValidationException")));
+        assert!(!is_throttling(None));
+    }
+
+    #[test]
+    fn cancellations_name_the_item_whose_condition_failed() {
+        let cancelled = Cancelled {
+            reasons: vec![
+                ("USER#1".into(), "None".into()),
+                ("EMAIL#a@b.co".into(), "ConditionalCheckFailed".into()),
+            ],
+        };
+        assert!(cancelled.condition_failed_on("EMAIL#a@b.co"));
+        assert!(!cancelled.condition_failed_on("USER#1"));
+        assert!(!cancelled.conflict());
+    }
 }

@@ -45,6 +45,46 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// What any store can fail with besides its domain's own outcomes: a conditional write that
+/// lost to another writer, a listing asked to continue after a key that is not its own, the
+/// database not reachable in time (503), or something wrong (500). Details are logged, never
+/// shown to a client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The stored version is no longer the one that was read.
+    #[error("version mismatch")]
+    VersionMismatch,
+    /// A listing was asked to continue after a key that is not one of its items'.
+    #[error("invalid cursor")]
+    InvalidCursor,
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        match error {
+            StoreError::VersionMismatch => ApiError::VersionMismatch,
+            StoreError::InvalidCursor => ApiError::InvalidCursor,
+            StoreError::Unavailable(detail) => ApiError::Unavailable(detail),
+            StoreError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+/// The API error code of anything that becomes an [`ApiError`] (a store's domain outcome, say).
+pub trait Code {
+    fn code(&self) -> &'static str;
+}
+
+impl<T: Clone + Into<ApiError>> Code for T {
+    fn code(&self) -> &'static str {
+        self.clone().into().code()
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: ErrorDetail<'a>,

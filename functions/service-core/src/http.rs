@@ -1,11 +1,111 @@
-//! Response helpers shared by the handlers: JSON bodies and the `ETag` / `If-Match` pair that
-//! carries a resource's version.
+//! The HTTP face both functions share: serving a request (span, `/health`, `HEAD`, errors
+//! into JSON), the method and path segments handlers route on, JSON bodies, and the `ETag` /
+//! `If-Match` pair that carries a resource's version.
 
-use lambda_http::http::{header, HeaderMap, HeaderValue, StatusCode};
-use lambda_http::{Body, Response};
+use lambda_http::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
 use crate::ApiError;
+
+/// What a handler routes on: the method and the path's segments (`/products/1/` gives
+/// `["products", "1"]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub method: Method,
+    path: String,
+}
+
+impl Target {
+    pub fn of(request: &Request) -> Target {
+        Target {
+            method: request.method().clone(),
+            path: request.uri().path().trim_end_matches('/').to_string(),
+        }
+    }
+
+    pub fn segments(&self) -> Vec<&str> {
+        self.path.split('/').skip(1).collect()
+    }
+}
+
+/// Serves one request: runs the service's `route` inside the request's span and turns an
+/// error into its JSON response, so both functions log and answer failures the same way.
+/// `/health` is answered here (see [`health`]). `HEAD` is answered as `GET` without the body
+/// (HTTP requires it wherever `GET` is served), so handlers never see it.
+pub async fn serve<F, Fut>(
+    mut request: lambda_http::Request,
+    route: F,
+) -> lambda_http::Response<lambda_http::Body>
+where
+    F: FnOnce(lambda_http::Request) -> Fut,
+    Fut: std::future::Future<
+        Output = Result<lambda_http::Response<lambda_http::Body>, crate::ApiError>,
+    >,
+{
+    use lambda_http::RequestExt;
+    use tracing::Instrument;
+
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
+        .unwrap_or_default();
+    let trace = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::telemetry::trace_id)
+        .unwrap_or("-")
+        .to_string();
+    let consumer = request
+        .headers()
+        .get("x-consumer-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    let span = crate::telemetry::request_span(
+        request.method().as_str(),
+        request.uri().path(),
+        &request_id,
+        &trace,
+        &consumer,
+    );
+    let head = request.method() == lambda_http::http::Method::HEAD;
+    if head {
+        *request.method_mut() = lambda_http::http::Method::GET;
+    }
+    async move {
+        let outcome = if Target::of(&request).segments() == ["health"] {
+            match request.method() {
+                &Method::GET => Ok(health()),
+                _ => Err(crate::ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
+            }
+        } else {
+            route(request).await
+        };
+        let mut response = outcome.unwrap_or_else(crate::ApiError::into_response);
+        if head {
+            // The length GET would have sent, as HTTP asks of a HEAD response.
+            let length = match response.body() {
+                lambda_http::Body::Text(text) => text.len(),
+                lambda_http::Body::Binary(bytes) => bytes.len(),
+                _ => 0,
+            };
+            response.headers_mut().insert(
+                lambda_http::http::header::CONTENT_LENGTH,
+                lambda_http::http::HeaderValue::from(length),
+            );
+            *response.body_mut() = lambda_http::Body::Empty;
+        }
+        tracing::info!(status = response.status().as_u16(), "handled");
+        response
+    }
+    .instrument(span)
+    .await
+}
 
 /// A JSON response with the right content type.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
@@ -60,6 +160,79 @@ pub fn with_version(
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
+}
+
+/// A resource that carries a version: its `ETag`, and what `If-Match` is checked against.
+pub trait Versioned {
+    fn version(&self) -> u64;
+}
+
+/// `status` with `value` as its JSON body and its version as `ETag`, plus `Location` if given.
+pub fn versioned<T: Serialize + Versioned>(
+    status: StatusCode,
+    value: &T,
+    location: Option<&str>,
+) -> Response<Body> {
+    with_version(json(status, value), value.version(), location)
+}
+
+/// How often a write without `If-Match` re-reads and re-applies when another writer got in
+/// first; with `If-Match` a lost race is the answer (412).
+pub const WRITE_ATTEMPTS: usize = 5;
+
+/// A write to the current version of a resource: `read` it, check the request's `If-Match`
+/// against its version, and `write` it. A write that loses a race (its store reports a
+/// version mismatch) starts again from a fresh read, unless the client pinned a version.
+pub async fn write_current<T, R, Read, ReadFut, Write, WriteFut>(
+    headers: &HeaderMap,
+    read: Read,
+    write: Write,
+) -> Result<R, ApiError>
+where
+    T: Versioned,
+    Read: Fn() -> ReadFut,
+    ReadFut: std::future::Future<Output = Result<T, ApiError>>,
+    Write: Fn(T) -> WriteFut,
+    WriteFut: std::future::Future<Output = Result<R, ApiError>>,
+{
+    let precondition = Precondition::from_headers(headers);
+    precondition
+        .retry_lost_races(WRITE_ATTEMPTS, || async {
+            let current = read().await?;
+            precondition.check(current.version())?;
+            write(current).await
+        })
+        .await
+}
+
+/// A validated change to a versioned resource (the body of a `PATCH`).
+pub trait Patch<T> {
+    /// The resource after this change, with the next version.
+    fn apply(&self, current: &T) -> T;
+}
+
+/// A `PATCH`: applies `patch` to the current version of the resource (see [`write_current`]),
+/// stores it with `replace(current, next)`, and answers 200 with the result.
+pub async fn update<T, P, Read, ReadFut, Replace, ReplaceFut>(
+    headers: &HeaderMap,
+    patch: &P,
+    read: Read,
+    replace: Replace,
+) -> Result<Response<Body>, ApiError>
+where
+    T: Versioned + Serialize,
+    P: Patch<T>,
+    Read: Fn() -> ReadFut,
+    ReadFut: std::future::Future<Output = Result<T, ApiError>>,
+    Replace: Fn(T, T) -> ReplaceFut,
+    ReplaceFut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let updated = write_current(headers, read, |current| {
+        let next = patch.apply(&current);
+        replace(current, next)
+    })
+    .await?;
+    Ok(versioned(StatusCode::OK, &updated, None))
 }
 
 /// What the client's `If-Match` asks for.
@@ -187,6 +360,42 @@ mod tests {
         assert!(Precondition::Version(2).admits(2));
         assert!(!Precondition::Version(2).admits(3));
         assert!(!Precondition::Unsatisfiable.admits(0));
+    }
+
+    #[test]
+    fn targets_split_the_path() {
+        let request = |path: &str| {
+            lambda_http::http::Request::builder()
+                .method("GET")
+                .uri(path)
+                .body(Body::Empty)
+                .unwrap()
+        };
+        assert_eq!(
+            Target::of(&request("/products/1/")).segments(),
+            ["products", "1"]
+        );
+        assert_eq!(Target::of(&request("/health")).segments(), ["health"]);
+        assert_eq!(Target::of(&request("/")).segments(), Vec::<&str>::new());
+    }
+
+    #[tokio::test]
+    async fn health_is_answered_before_routing() {
+        let request = |method: &str| {
+            lambda_http::http::Request::builder()
+                .method(method)
+                .uri("/health")
+                .body(Body::Empty)
+                .unwrap()
+        };
+        let routed = |_| async { Err::<Response<Body>, _>(crate::ApiError::NotFound) };
+        assert_eq!(serve(request("GET"), routed).await.status(), 200);
+        let head = serve(request("HEAD"), routed).await;
+        assert_eq!(head.status(), 200);
+        assert!(matches!(head.body(), Body::Empty));
+        let post = serve(request("POST"), routed).await;
+        assert_eq!(post.status(), 405);
+        assert_eq!(post.headers()["allow"], "GET, HEAD");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use lambda_http::aws_lambda_events::query_map::QueryMap;
 use sha2::Sha256;
 
 use crate::ApiError;
@@ -198,6 +199,67 @@ impl<T> Page<T> {
             next_cursor: self.next.map(|key| codec.encode(scope, &key)),
             items: self.items,
         }
+    }
+}
+
+/// The parameters every listing takes: `limit`, and the `cursor` of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub limit: usize,
+    cursor: Option<String>,
+}
+
+impl Listing {
+    /// Reads `limit` and `cursor`, refusing either (or any of `also_single`, the listing's own
+    /// filters) given more than once: `?limit=1&limit=100` has no single meaning.
+    pub fn from_query(query: &QueryMap, also_single: &[&str]) -> Result<Listing, ApiError> {
+        for name in ["limit", "cursor"].iter().chain(also_single) {
+            if query.all(name).is_some_and(|values| values.len() > 1) {
+                return Err(ApiError::invalid_query(*name, "must be given at most once"));
+            }
+        }
+        Ok(Listing {
+            limit: parse_limit(query.first("limit"))?,
+            cursor: query.first("cursor").map(str::to_string),
+        })
+    }
+
+    /// The store key to continue after: the cursor's, if `codec` minted it for `scope`.
+    pub fn after(&self, codec: &CursorCodec, scope: &str) -> Result<Option<String>, ApiError> {
+        self.cursor
+            .as_deref()
+            .map(|cursor| codec.decode(scope, cursor))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod listing_tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> QueryMap {
+        let mut map: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for (k, v) in pairs {
+            map.entry(k.to_string()).or_default().push(v.to_string());
+        }
+        QueryMap::from(map)
+    }
+
+    #[test]
+    fn repeated_parameters_are_refused() {
+        let error = Listing::from_query(&query(&[("limit", "1"), ("limit", "2")]), &[]);
+        assert_eq!(error.unwrap_err().code(), "invalid_query");
+        let error = Listing::from_query(
+            &query(&[("category", "a"), ("category", "b")]),
+            &["category"],
+        );
+        assert_eq!(error.unwrap_err().code(), "invalid_query");
+        let listing = Listing::from_query(&query(&[("limit", "5")]), &["category"]).unwrap();
+        assert_eq!(listing.limit, 5);
+        assert_eq!(
+            listing.after(&CursorCodec::new("k"), "users").unwrap(),
+            None
+        );
     }
 }
 

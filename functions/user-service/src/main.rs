@@ -1,22 +1,15 @@
-//! The user service's Lambda entry point: read configuration, build the DynamoDB client once
-//! per cold start, and serve requests with [`user_service::api::App`].
+//! The user service's Lambda entry point: everything is in the library
+//! ([`user_service::api::App`] over [`user_service::store::DynamoUserStore`]).
 
 use std::sync::Arc;
 
-use lambda_http::{run, service_fn, Error, Request};
 use user_service::api::App;
 use user_service::store::DynamoUserStore;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    let (client, table, cursors) = service_core::bootstrap("USERS_TABLE").await?;
-    let app = Arc::new(App::new(
-        Arc::new(DynamoUserStore::new(client, table)),
-        cursors,
-    ));
-    run(service_fn(move |request: Request| {
-        let app = Arc::clone(&app);
-        async move { Ok::<_, Error>(app.handle(request).await) }
-    }))
+async fn main() -> Result<(), lambda_http::Error> {
+    service_core::run("USERS_TABLE", |table, cursors| {
+        App::new(Arc::new(DynamoUserStore::from_table(table)), cursors)
+    })
     .await
 }

@@ -8,6 +8,7 @@ use lambda_http::{Body, Response};
 use serde_json::json;
 use service_core::paging::CursorCodec;
 use service_core::testkit::{error_code, json_of, raw_request, request};
+use service_core::Handler;
 use user_service::api::App;
 use user_service::store::MemoryUserStore;
 

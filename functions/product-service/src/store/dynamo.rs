@@ -16,20 +16,19 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
-use service_core::dynamo::{
-    build_error, condition_failed_at, from_item, key, scan_prefix, sdk_failure, string_attr,
-    to_item, Item, PK,
-};
+use service_core::dynamo::{from_item, key, sdk_failure, string_attr, to_item, Item, Table, PK};
 use service_core::paging::Page;
-use service_core::ApiError;
+use service_core::StoreError;
 
-use super::{insufficient_stock, sku_taken, too_many_reservations, ProductStore};
-use crate::domain::{Product, MAX_OPEN_RESERVATIONS};
+use super::ProductStore;
+use crate::domain::{Product, ProductError, MAX_OPEN_RESERVATIONS};
 
 const PRODUCT_PREFIX: &str = "PRODUCT#";
 const SKU_PREFIX: &str = "SKU#";
+/// The attribute of a SKU claim that names the product holding it.
+const CLAIM_OWNER: &str = "product_id";
 pub const CATEGORY_INDEX: &str = "by-category";
 
 fn product_pk(id: &str) -> String {
@@ -54,36 +53,26 @@ fn number_attr(item: &Item, name: &str) -> Option<u64> {
 
 #[derive(Clone)]
 pub struct DynamoProductStore {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl DynamoProductStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoProductStore {
-            client,
-            table: table.into(),
+            table: Table::new(client, table),
         }
     }
 
-    async fn transact(
-        &self,
-        actions: Vec<TransactWriteItem>,
-    ) -> Result<Result<(), Vec<String>>, ApiError> {
-        service_core::dynamo::transact(&self.client, actions).await
+    pub fn from_table(table: Table) -> Self {
+        DynamoProductStore { table }
     }
 
-    async fn get_raw(&self, id: &str) -> Result<Option<Item>, ApiError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(product_pk(id))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_failure("GetItem", e))?;
-        Ok(output.item)
+    fn client(&self) -> &Client {
+        &self.table.client
+    }
+
+    async fn get_raw(&self, id: &str) -> Result<Option<Item>, StoreError> {
+        self.table.get(product_pk(id)).await
     }
 }
 
@@ -101,37 +90,25 @@ const RESERVE_ATTEMPTS: usize = 3;
 
 #[async_trait]
 impl ProductStore for DynamoProductStore {
-    async fn create(&self, product: &Product) -> Result<(), ApiError> {
+    async fn create(&self, product: &Product) -> Result<(), ProductError> {
         let mut item = to_item(product, product_pk(&product.id))?;
         item.insert("reservations".into(), AttributeValue::M(HashMap::new()));
-        let put_product = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(build_error)?;
-        let mut claim = key(sku_pk(&product.sku));
-        claim.insert("product_id".into(), s(&product.id));
-        let put_claim = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(claim))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(build_error)?;
-        let actions = vec![
-            TransactWriteItem::builder().put(put_product).build(),
-            TransactWriteItem::builder().put(put_claim).build(),
-        ];
-        match self.transact(actions).await? {
+        let claim = sku_pk(&product.sku);
+        let outcome = self
+            .table
+            .transaction()
+            .put(item, "attribute_not_exists(pk)", &[])
+            .claim(&claim, CLAIM_OWNER, &product.id)
+            .commit()
+            .await?;
+        match outcome {
             Ok(()) => Ok(()),
-            Err(codes) if condition_failed_at(&codes, 1) => Err(sku_taken()),
-            Err(codes) => Err(ApiError::Internal(format!(
-                "create product cancelled: {codes:?}"
-            ))),
+            Err(cancelled) if cancelled.condition_failed_on(&claim) => Err(ProductError::SkuTaken),
+            Err(cancelled) => Err(cancelled.unexpected("create product").into()),
         }
     }
 
-    async fn get(&self, id: &str) -> Result<Option<Product>, ApiError> {
+    async fn get(&self, id: &str) -> Result<Option<Product>, StoreError> {
         self.get_raw(id).await?.map(from_item).transpose()
     }
 
@@ -140,19 +117,19 @@ impl ProductStore for DynamoProductStore {
         limit: usize,
         after: Option<&str>,
         category: Option<&str>,
-    ) -> Result<Page<Product>, ApiError> {
+    ) -> Result<Page<Product>, ProductError> {
         let page = match category {
             None => {
                 if after
                     .is_some_and(|a| !a.starts_with(PRODUCT_PREFIX) && !a.starts_with(SKU_PREFIX))
                 {
-                    return Err(ApiError::InvalidCursor);
+                    return Err(StoreError::InvalidCursor.into());
                 }
-                scan_prefix(&self.client, &self.table, PRODUCT_PREFIX, limit, after).await?
+                self.table.scan_prefix(PRODUCT_PREFIX, limit, after).await?
             }
             Some(category) => {
                 if after.is_some_and(|a| !a.starts_with(PRODUCT_PREFIX)) {
-                    return Err(ApiError::InvalidCursor);
+                    return Err(StoreError::InvalidCursor.into());
                 }
                 let start = after.map(|after| {
                     HashMap::from([
@@ -161,9 +138,9 @@ impl ProductStore for DynamoProductStore {
                     ])
                 });
                 let output = self
-                    .client
+                    .client()
                     .query()
-                    .table_name(&self.table)
+                    .table_name(&self.table.name)
                     .index_name(CATEGORY_INDEX)
                     .key_condition_expression("category = :category")
                     .expression_attribute_values(":category", s(category))
@@ -180,18 +157,18 @@ impl ProductStore for DynamoProductStore {
                 }
             }
         };
-        page.try_map(from_item)
+        Ok(page.try_map(from_item)?)
     }
 
-    async fn replace(&self, current: &Product, next: &Product) -> Result<(), ApiError> {
+    async fn replace(&self, current: &Product, next: &Product) -> Result<(), ProductError> {
         let mut update = String::from(
             "SET #name = :name, price_cents = :price, currency = :currency, stock = :stock, \
              updated_at = :updated, version = :next_version",
         );
         let mut request = self
-            .client
+            .client()
             .update_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .set_key(Some(key(product_pk(&current.id))))
             .condition_expression("attribute_exists(pk) AND version = :version")
             .expression_attribute_names("#name", "name")
@@ -211,38 +188,31 @@ impl ProductStore for DynamoProductStore {
         }
         match request.update_expression(update).send().await {
             Ok(_) => Ok(()),
-            Err(error) if is_condition_failure(&error) => Err(ApiError::VersionMismatch),
-            Err(error) => Err(sdk_failure("UpdateItem", error)),
+            Err(error) if is_condition_failure(&error) => Err(StoreError::VersionMismatch.into()),
+            Err(error) => Err(sdk_failure("UpdateItem", error).into()),
         }
     }
 
-    async fn delete(&self, current: &Product) -> Result<(), ApiError> {
-        let delete_product = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(product_pk(&current.id))))
-            .condition_expression("version = :version AND open_reservations = :zero")
-            .expression_attribute_values(":version", n(current.version))
-            .expression_attribute_values(":zero", n(0))
-            .build()
-            .map_err(build_error)?;
-        let delete_claim = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(sku_pk(&current.sku))))
-            .condition_expression("product_id = :id")
-            .expression_attribute_values(":id", s(&current.id))
-            .build()
-            .map_err(build_error)?;
-        let actions = vec![
-            TransactWriteItem::builder().delete(delete_product).build(),
-            TransactWriteItem::builder().delete(delete_claim).build(),
-        ];
-        match self.transact(actions).await? {
+    async fn delete(&self, current: &Product) -> Result<(), ProductError> {
+        let product = product_pk(&current.id);
+        let outcome = self
+            .table
+            .transaction()
+            .delete(
+                &product,
+                "version = :version AND open_reservations = :zero",
+                &[(":version", n(current.version)), (":zero", n(0))],
+            )
+            .release(sku_pk(&current.sku), CLAIM_OWNER, &current.id)
+            .commit()
+            .await?;
+        match outcome {
             Ok(()) => Ok(()),
             // A reservation taken since the read also bumped the version: the caller re-reads.
-            Err(codes) if condition_failed_at(&codes, 0) => Err(ApiError::VersionMismatch),
-            Err(codes) => Err(ApiError::Internal(format!(
-                "delete product cancelled: {codes:?}"
-            ))),
+            Err(cancelled) if cancelled.condition_failed_on(&product) => {
+                Err(StoreError::VersionMismatch.into())
+            }
+            Err(cancelled) => Err(cancelled.unexpected("delete product").into()),
         }
     }
 
@@ -251,7 +221,7 @@ impl ProductStore for DynamoProductStore {
         product_id: &str,
         reservation_id: &str,
         quantity: u32,
-    ) -> Result<u32, ApiError> {
+    ) -> Result<u32, ProductError> {
         let now = chrono::Utc::now().to_rfc3339();
         let record = AttributeValue::M(HashMap::from([
             ("quantity".to_string(), n(quantity)),
@@ -259,9 +229,9 @@ impl ProductStore for DynamoProductStore {
         ]));
         for _ in 0..RESERVE_ATTEMPTS {
             let result = self
-                .client
+                .client()
                 .update_item()
-                .table_name(&self.table)
+                .table_name(&self.table.name)
                 .set_key(Some(key(product_pk(product_id))))
                 .update_expression(
                     "SET stock = stock - :q, open_reservations = open_reservations + :one, \
@@ -285,48 +255,50 @@ impl ProductStore for DynamoProductStore {
                         .attributes
                         .as_ref()
                         .and_then(|a| number_attr(a, "stock"))
-                        .ok_or_else(|| ApiError::Internal("reserve returned no stock".into()))?;
+                        .ok_or_else(|| StoreError::Internal("reserve returned no stock".into()))?;
                     return u32::try_from(remaining).map_err(|_| {
-                        ApiError::Internal(format!("stock out of range: {remaining}"))
+                        StoreError::Internal(format!("stock out of range: {remaining}")).into()
                     });
                 }
                 Err(error) if is_condition_failure(&error) => {
                     // Find out which part of the condition failed, from a fresh read.
                     let Some(item) = self.get_raw(product_id).await? else {
-                        return Err(ApiError::NotFound);
+                        return Err(ProductError::NotFound);
                     };
                     if number_attr(&item, "stock").unwrap_or(0) < u64::from(quantity) {
-                        return Err(insufficient_stock());
+                        return Err(ProductError::InsufficientStock);
                     }
                     if number_attr(&item, "open_reservations").unwrap_or(0)
                         >= u64::from(MAX_OPEN_RESERVATIONS)
                     {
-                        return Err(too_many_reservations());
+                        return Err(ProductError::TooManyReservations);
                     }
                     // The product changed between the write and the read; try again.
                 }
-                Err(error) => return Err(sdk_failure("UpdateItem", error)),
+                Err(error) => return Err(sdk_failure("UpdateItem", error).into()),
             }
         }
-        Err(ApiError::Unavailable(format!(
-            "product {product_id}: too many concurrent reservations"
-        )))
+        tracing::warn!(%product_id, "too many concurrent reservations");
+        Err(ProductError::Contended)
     }
 
-    async fn release(&self, product_id: &str, reservation_id: &str) -> Result<(), ApiError> {
-        let item = self.get_raw(product_id).await?.ok_or(ApiError::NotFound)?;
+    async fn release(&self, product_id: &str, reservation_id: &str) -> Result<(), ProductError> {
+        let item = self
+            .get_raw(product_id)
+            .await?
+            .ok_or(ProductError::NotFound)?;
         let quantity = item
             .get("reservations")
             .and_then(|r| r.as_m().ok())
             .and_then(|r| r.get(reservation_id))
             .and_then(|r| r.as_m().ok())
             .and_then(|r| number_attr(r, "quantity"))
-            .ok_or(ApiError::NotFound)?;
+            .ok_or(ProductError::NotFound)?;
         let stock_ceiling = u64::from(u32::MAX) - quantity;
         let result = self
-            .client
+            .client()
             .update_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .set_key(Some(key(product_pk(product_id))))
             .update_expression(
                 "SET stock = stock + :q, open_reservations = open_reservations - :one, \
@@ -350,16 +322,13 @@ impl ProductStore for DynamoProductStore {
                     .and_then(|r| r.as_m().ok().map(|m| m.contains_key(reservation_id)))
                     .unwrap_or(false);
                 if still_there {
-                    Err(ApiError::conflict(
-                        "stock_overflow",
-                        "releasing this reservation would take stock past its maximum",
-                    ))
+                    Err(ProductError::StockOverflow)
                 } else {
                     // Released by a concurrent request: this one must not return stock again.
-                    Err(ApiError::NotFound)
+                    Err(ProductError::NotFound)
                 }
             }
-            Err(error) => Err(sdk_failure("UpdateItem", error)),
+            Err(error) => Err(sdk_failure("UpdateItem", error).into()),
         }
     }
 }

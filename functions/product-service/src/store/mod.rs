@@ -9,50 +9,28 @@
 //!   so stock is never returned twice;
 //! - a product with open reservations cannot be deleted (`409 has_open_reservations`): release
 //!   them first, so no reservation ever points at a product that is gone.
+//!
+//! Stores answer in the domain's terms ([`ProductError`]); the HTTP layer maps those to
+//! responses.
 
 pub mod dynamo;
 pub mod memory;
 
 use async_trait::async_trait;
 use service_core::paging::Page;
-use service_core::ApiError;
+use service_core::StoreError;
 
-use crate::domain::{Product, MAX_OPEN_RESERVATIONS};
+use crate::domain::{Product, ProductError};
 
 pub use dynamo::DynamoProductStore;
 pub use memory::MemoryProductStore;
 
-pub fn sku_taken() -> ApiError {
-    ApiError::conflict("sku_taken", "a product with this sku already exists")
-}
-
-pub fn insufficient_stock() -> ApiError {
-    ApiError::conflict(
-        "insufficient_stock",
-        "not enough stock for this reservation",
-    )
-}
-
-pub fn too_many_reservations() -> ApiError {
-    ApiError::conflict(
-        "too_many_reservations",
-        format!("a product can have at most {MAX_OPEN_RESERVATIONS} open reservations"),
-    )
-}
-
-pub fn has_open_reservations() -> ApiError {
-    ApiError::conflict(
-        "has_open_reservations",
-        "the product has open reservations; release them before deleting it",
-    )
-}
-
 #[async_trait]
 pub trait ProductStore: Send + Sync {
-    /// Stores a new product; `sku_taken` if the SKU is in use.
-    async fn create(&self, product: &Product) -> Result<(), ApiError>;
+    /// Stores a new product; `SkuTaken` if the SKU is in use.
+    async fn create(&self, product: &Product) -> Result<(), ProductError>;
 
-    async fn get(&self, id: &str) -> Result<Option<Product>, ApiError>;
+    async fn get(&self, id: &str) -> Result<Option<Product>, StoreError>;
 
     /// Up to `limit` products after the store key `after`, optionally only one category.
     async fn list(
@@ -60,26 +38,26 @@ pub trait ProductStore: Send + Sync {
         limit: usize,
         after: Option<&str>,
         category: Option<&str>,
-    ) -> Result<Page<Product>, ApiError>;
+    ) -> Result<Page<Product>, ProductError>;
 
     /// Replaces the mutable fields of `current` by those of `next` if `current.version` is still
     /// the stored version (otherwise `VersionMismatch`).
-    async fn replace(&self, current: &Product, next: &Product) -> Result<(), ApiError>;
+    async fn replace(&self, current: &Product, next: &Product) -> Result<(), ProductError>;
 
     /// Deletes `current` and frees its SKU if `current.version` is still the stored version and
     /// it has no open reservations.
-    async fn delete(&self, current: &Product) -> Result<(), ApiError>;
+    async fn delete(&self, current: &Product) -> Result<(), ProductError>;
 
     /// Takes `quantity` units from product `product_id` under `reservation_id`; returns the
-    /// stock left. `NotFound`, `insufficient_stock` or `too_many_reservations` change nothing.
+    /// stock left. `NotFound`, `InsufficientStock` or `TooManyReservations` change nothing.
     async fn reserve(
         &self,
         product_id: &str,
         reservation_id: &str,
         quantity: u32,
-    ) -> Result<u32, ApiError>;
+    ) -> Result<u32, ProductError>;
 
     /// Releases a reservation, returning its units to stock; `NotFound` if the product or the
     /// reservation does not exist (including when it was already released).
-    async fn release(&self, product_id: &str, reservation_id: &str) -> Result<(), ApiError>;
+    async fn release(&self, product_id: &str, reservation_id: &str) -> Result<(), ProductError>;
 }

@@ -9,170 +9,128 @@
 //! user item under its version condition: either all of it happens or none of it does.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use service_core::dynamo::{
-    build_error, condition_failed_at, from_item, key, scan_prefix, sdk_failure, to_item,
-};
+use service_core::dynamo::{from_item, to_item, Table};
 use service_core::paging::Page;
-use service_core::ApiError;
+use service_core::StoreError;
 
-use super::{email_taken, UserStore};
-use crate::domain::User;
+use super::UserStore;
+use crate::domain::{User, UserError};
 
 const USER_PREFIX: &str = "USER#";
 const EMAIL_PREFIX: &str = "EMAIL#";
+/// The attribute of an email claim that names the user holding it.
+const CLAIM_OWNER: &str = "user_id";
 
 fn user_pk(id: &str) -> String {
     format!("{USER_PREFIX}{id}")
 }
 
-fn email_pk(email_key: &str) -> String {
-    format!("{EMAIL_PREFIX}{email_key}")
+fn email_pk(user: &User) -> String {
+    format!("{EMAIL_PREFIX}{}", user.email_key())
+}
+
+fn version(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
 }
 
 #[derive(Clone)]
 pub struct DynamoUserStore {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl DynamoUserStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoUserStore {
-            client,
-            table: table.into(),
+            table: Table::new(client, table),
         }
     }
 
-    fn put_user(
-        &self,
-        user: &User,
-        condition: &str,
-        version: Option<u64>,
-    ) -> Result<TransactWriteItem, ApiError> {
-        let mut put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(to_item(user, user_pk(&user.id))?))
-            .condition_expression(condition);
-        if let Some(version) = version {
-            put = put.expression_attribute_values(":v", AttributeValue::N(version.to_string()));
-        }
-        Ok(TransactWriteItem::builder()
-            .put(put.build().map_err(build_error)?)
-            .build())
+    pub fn from_table(table: Table) -> Self {
+        DynamoUserStore { table }
     }
-
-    fn claim_email(&self, user: &User) -> Result<TransactWriteItem, ApiError> {
-        let mut item = key(email_pk(&user.email_key()));
-        item.insert("user_id".into(), AttributeValue::S(user.id.clone()));
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(build_error)?;
-        Ok(TransactWriteItem::builder().put(put).build())
-    }
-
-    fn release_email(&self, user: &User) -> Result<TransactWriteItem, ApiError> {
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(email_pk(&user.email_key()))))
-            .condition_expression("user_id = :id")
-            .expression_attribute_values(":id", AttributeValue::S(user.id.clone()))
-            .build()
-            .map_err(build_error)?;
-        Ok(TransactWriteItem::builder().delete(delete).build())
-    }
-
-    fn delete_user(&self, user: &User) -> Result<TransactWriteItem, ApiError> {
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(user_pk(&user.id))))
-            .condition_expression("version = :v")
-            .expression_attribute_values(":v", AttributeValue::N(user.version.to_string()))
-            .build()
-            .map_err(build_error)?;
-        Ok(TransactWriteItem::builder().delete(delete).build())
-    }
-
-    async fn transact(
-        &self,
-        actions: Vec<TransactWriteItem>,
-    ) -> Result<Result<(), Vec<String>>, ApiError> {
-        service_core::dynamo::transact(&self.client, actions).await
-    }
-}
-
-fn unexpected(operation: &str, codes: &[String]) -> ApiError {
-    ApiError::Internal(format!("{operation} cancelled: {codes:?}"))
 }
 
 #[async_trait]
 impl UserStore for DynamoUserStore {
-    async fn create(&self, user: &User) -> Result<(), ApiError> {
-        let actions = vec![
-            self.put_user(user, "attribute_not_exists(pk)", None)?,
-            self.claim_email(user)?,
-        ];
-        match self.transact(actions).await? {
+    async fn create(&self, user: &User) -> Result<(), UserError> {
+        let claim = email_pk(user);
+        let outcome = self
+            .table
+            .transaction()
+            .put(
+                to_item(user, user_pk(&user.id))?,
+                "attribute_not_exists(pk)",
+                &[],
+            )
+            .claim(&claim, CLAIM_OWNER, &user.id)
+            .commit()
+            .await?;
+        match outcome {
             Ok(()) => Ok(()),
-            Err(codes) if condition_failed_at(&codes, 1) => Err(email_taken()),
-            Err(codes) => Err(unexpected("create user", &codes)),
+            Err(cancelled) if cancelled.condition_failed_on(&claim) => Err(UserError::EmailTaken),
+            Err(cancelled) => Err(cancelled.unexpected("create user").into()),
         }
     }
 
-    async fn get(&self, id: &str) -> Result<Option<User>, ApiError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(user_pk(id))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_failure("GetItem", e))?;
-        output.item.map(from_item).transpose()
+    async fn get(&self, id: &str) -> Result<Option<User>, StoreError> {
+        self.table
+            .get(user_pk(id))
+            .await?
+            .map(from_item)
+            .transpose()
     }
 
-    async fn list(&self, limit: usize, after: Option<&str>) -> Result<Page<User>, ApiError> {
+    async fn list(&self, limit: usize, after: Option<&str>) -> Result<Page<User>, UserError> {
         if after.is_some_and(|a| !a.starts_with(USER_PREFIX) && !a.starts_with(EMAIL_PREFIX)) {
-            return Err(ApiError::InvalidCursor);
+            return Err(StoreError::InvalidCursor.into());
         }
-        let page = scan_prefix(&self.client, &self.table, USER_PREFIX, limit, after).await?;
-        page.try_map(from_item)
+        let page = self.table.scan_prefix(USER_PREFIX, limit, after).await?;
+        Ok(page.try_map(from_item)?)
     }
 
-    async fn replace(&self, current: &User, next: &User) -> Result<(), ApiError> {
-        let condition = "version = :v";
-        if current.email_key() == next.email_key() {
-            let put = self.put_user(next, condition, Some(current.version))?;
-            return match self.transact(vec![put]).await? {
-                Ok(()) => Ok(()),
-                Err(codes) if condition_failed_at(&codes, 0) => Err(ApiError::VersionMismatch),
-                Err(codes) => Err(unexpected("update user", &codes)),
-            };
+    async fn replace(&self, current: &User, next: &User) -> Result<(), UserError> {
+        let user = user_pk(&current.id);
+        let mut transaction = self.table.transaction().put(
+            to_item(next, &user)?,
+            "version = :v",
+            &[(":v", version(current.version))],
+        );
+        let (old_claim, new_claim) = (email_pk(current), email_pk(next));
+        let moves = old_claim != new_claim;
+        if moves {
+            transaction = transaction
+                .claim(&new_claim, CLAIM_OWNER, &next.id)
+                .release(&old_claim, CLAIM_OWNER, &current.id);
         }
-        let actions = vec![
-            self.put_user(next, condition, Some(current.version))?,
-            self.claim_email(next)?,
-            self.release_email(current)?,
-        ];
-        match self.transact(actions).await? {
+        match transaction.commit().await? {
             Ok(()) => Ok(()),
-            Err(codes) if condition_failed_at(&codes, 0) => Err(ApiError::VersionMismatch),
-            Err(codes) if condition_failed_at(&codes, 1) => Err(email_taken()),
-            Err(codes) => Err(unexpected("update user email", &codes)),
+            Err(cancelled) if cancelled.condition_failed_on(&user) => {
+                Err(StoreError::VersionMismatch.into())
+            }
+            Err(cancelled) if moves && cancelled.condition_failed_on(&new_claim) => {
+                Err(UserError::EmailTaken)
+            }
+            Err(cancelled) => Err(cancelled.unexpected("update user").into()),
         }
     }
 
-    async fn delete(&self, current: &User) -> Result<(), ApiError> {
-        let actions = vec![self.delete_user(current)?, self.release_email(current)?];
-        match self.transact(actions).await? {
+    async fn delete(&self, current: &User) -> Result<(), UserError> {
+        let user = user_pk(&current.id);
+        let outcome = self
+            .table
+            .transaction()
+            .delete(&user, "version = :v", &[(":v", version(current.version))])
+            .release(email_pk(current), CLAIM_OWNER, &current.id)
+            .commit()
+            .await?;
+        match outcome {
             Ok(()) => Ok(()),
-            Err(codes) if condition_failed_at(&codes, 0) => Err(ApiError::VersionMismatch),
-            Err(codes) => Err(unexpected("delete user", &codes)),
+            Err(cancelled) if cancelled.condition_failed_on(&user) => {
+                Err(StoreError::VersionMismatch.into())
+            }
+            Err(cancelled) => Err(cancelled.unexpected("delete user").into()),
         }
     }
 }
@@ -184,7 +142,16 @@ mod tests {
     #[test]
     fn keys_keep_kinds_apart() {
         assert_eq!(user_pk("1"), "USER#1");
-        assert_eq!(email_pk("a@b.co"), "EMAIL#a@b.co");
+        let now = chrono::Utc::now();
+        let user = User {
+            id: "1".into(),
+            name: "A".into(),
+            email: "A@B.co".into(),
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        assert_eq!(email_pk(&user), "EMAIL#a@b.co");
         assert_eq!(service_core::dynamo::PK, "pk");
     }
 }
