@@ -23,6 +23,7 @@ use crate::upstream::discovery::DiscoveryService;
 use crate::upstream::health::HealthService;
 use crate::upstream::pool::ServicePool;
 use crate::upstream::registry::{DynamoRegistry, RegistrySource};
+use crate::upstream::resolve::{Resolver, SystemResolver};
 use crate::upstream::sigv4::Signer;
 use crate::upstream::Pools;
 
@@ -50,7 +51,7 @@ pub fn build(
         config,
         Overrides {
             registry,
-            signer: None,
+            ..Overrides::default()
         },
     )
 }
@@ -62,6 +63,8 @@ pub struct Overrides {
     pub registry: Option<Arc<dyn RegistrySource>>,
     /// Signer (with its credentials) instead of the default AWS provider chain.
     pub signer: Option<Arc<Signer>>,
+    /// Resolver for instance hosts instead of the system's.
+    pub resolver: Option<Arc<dyn Resolver>>,
 }
 
 /// [`build`] with any of the AWS dependencies replaced.
@@ -97,32 +100,17 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
     let signer = match overrides.signer {
         Some(signer) => Some(signer),
         None if config.services.values().any(|s| s.aws_iam) => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|source| Error::Os {
-                    what: "start a runtime",
-                    source,
-                })?;
-            Some(Arc::new(runtime.block_on(Signer::from_env())))
+            Some(Arc::new(block_on(Signer::from_env())?))
         }
         None => None,
     };
-    let proxy = EdgeProxy::new(config, Arc::clone(&metrics), auth, signer);
+    let proxy = EdgeProxy::new(config, Arc::clone(&metrics), auth, signer.clone());
     let pools = proxy.pools();
 
     let registry = match (registry, &config.registry) {
         (Some(registry), _) => Some(registry),
         (None, Some(registry_config)) => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|source| Error::Os {
-                    what: "start a runtime",
-                    source,
-                })?;
-            let registry =
-                runtime.block_on(DynamoRegistry::from_env(registry_config.table.clone()));
+            let registry = block_on(DynamoRegistry::from_env(registry_config.table.clone()))?;
             Some(Arc::new(registry) as Arc<dyn RegistrySource>)
         }
         (None, None) => None,
@@ -131,11 +119,24 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
         .registry
         .as_ref()
         .map_or(std::time::Duration::from_secs(5), |r| r.poll_interval);
-    let discovery = DiscoveryService::new(pools.clone(), registry, interval, Arc::clone(&metrics));
+    let resolver = overrides
+        .resolver
+        .unwrap_or_else(|| Arc::new(SystemResolver) as Arc<dyn Resolver>);
+    let discovery = DiscoveryService::new(
+        pools.clone(),
+        registry,
+        resolver,
+        interval,
+        config.dns,
+        Arc::clone(&metrics),
+    );
+    // The static instances' hosts, before the first request (the registry's come with the
+    // first poll).
+    block_on(discovery.resolve_due(std::time::Instant::now()))?;
     server.add_service(background_service("discovery", discovery));
     server.add_service(background_service(
         "health checks",
-        HealthService::new(pools.clone(), Arc::clone(&metrics)),
+        HealthService::new(pools.clone(), Arc::clone(&metrics), signer),
     ));
 
     let proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
@@ -156,6 +157,31 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
         server.add_service(admin);
     }
     Ok((server, handle))
+}
+
+/// Runs start-up work that needs a runtime (credentials, the registry client, the first
+/// resolution of static instances) to completion, on a thread of its own so that it works
+/// whether or not the caller is inside a runtime (tests are).
+fn block_on<F>(work: F) -> Result<F::Output, Error>
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|source| Error::Os {
+                        what: "start a runtime",
+                        source,
+                    })?;
+                Ok(runtime.block_on(work))
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// Runs until `run_args.shutdown_signal` fires (SIGTERM/SIGINT by default).

@@ -58,7 +58,7 @@ async fn get(base: &str, path: &str) -> (u16, String) {
 fn breaker_of(proxy: &support::RunningProxy, port: u16) -> BreakerState {
     let pool = proxy.handle.pool("svc").unwrap();
     let instances = pool.instances();
-    let instance = instances.iter().find(|i| i.addr.port() == port).unwrap();
+    let instance = instances.iter().find(|i| i.url.port == port).unwrap();
     instance.breaker.state(Instant::now())
 }
 
@@ -278,7 +278,7 @@ async fn registry_instances_join_and_leave_within_a_poll_interval() {
             .unwrap()
             .instances()
             .iter()
-            .any(|i| i.addr.port() == port)
+            .any(|i| i.url.port == port)
     };
 
     registry.put(Registration {
@@ -338,7 +338,7 @@ async fn health_checks_take_an_instance_out_and_back() {
             .unwrap()
             .instances()
             .iter()
-            .find(|i| i.addr.port() == port)
+            .find(|i| i.url.port == port)
             .unwrap()
             .is_healthy()
     };

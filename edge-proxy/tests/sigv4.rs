@@ -10,7 +10,9 @@ use aws_credential_types::Credentials;
 use edge_proxy::config::Config;
 use edge_proxy::server::Overrides;
 use edge_proxy::upstream::sigv4::Signer;
-use support::{client, Behaviour, Stub};
+use std::time::{Duration, Instant};
+
+use support::{client, eventually, Behaviour, Stub};
 
 const ACCESS_KEY: &str = "AKIDSTUBEXAMPLE";
 const SECRET: &str = "stub-secret-key-0123456789";
@@ -28,6 +30,7 @@ fn config(upstream: &str) -> String {
         instances = ["{upstream}"]
         aws-iam = true
         aws-region = "eu-west-1"
+        allow-loopback-function-urls = true
         [services.fn.health-check]
         enabled = false
 
@@ -41,16 +44,21 @@ fn config(upstream: &str) -> String {
 
 /// Starts the proxy with a signer holding the given credentials (or none at all).
 async fn proxy(upstream: &str, credentials: Option<Credentials>) -> support::RunningProxy {
+    proxy_with(&config(upstream), credentials).await
+}
+
+/// Starts the proxy from `text` with a signer holding the given credentials (or none).
+async fn proxy_with(text: &str, credentials: Option<Credentials>) -> support::RunningProxy {
     let signer = match credentials {
         Some(credentials) => Signer::new(SharedCredentialsProvider::new(credentials)),
         None => Signer::new(SharedCredentialsProvider::new(NoCredentials)),
     };
-    let text = config(upstream).replace("{admin}", &support::free_port().to_string());
+    let text = text.replace("{admin}", &support::free_port().to_string());
     support::start_proxy_with(
         &text,
         Overrides {
-            registry: None,
             signer: Some(Arc::new(signer)),
+            ..Overrides::default()
         },
     )
     .await
@@ -168,4 +176,83 @@ fn aws_iam_instances_need_a_region() {
     let text = config("https://abc.lambda-url.us-east-2.on.aws")
         .replace("aws-region = \"eu-west-1\"\n", "");
     assert!(Config::parse(&text.replace("{admin}", "9").replace("{port}", "8")).is_ok());
+}
+
+/// A function URL answers unsigned health checks 403: checks of `aws-iam` services are signed,
+/// so a healthy instance stays healthy; one that refuses the signature goes unhealthy and comes
+/// back once it accepts it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_are_signed() {
+    let stub = Stub::start(
+        "fn",
+        Behaviour::VerifySigV4(ACCESS_KEY, SECRET, "eu-west-1"),
+    )
+    .await;
+    let text = config(&stub.url()).replace(
+        "[services.fn.health-check]\n        enabled = false",
+        "[services.fn.health-check]\n        interval-ms = 100\n        timeout-ms = 500\n        healthy-threshold = 1\n        unhealthy-threshold = 2",
+    );
+    assert!(text.contains("interval-ms = 100"));
+    let proxy = proxy_with(
+        &text,
+        Some(Credentials::new(ACCESS_KEY, SECRET, None, None, "test")),
+    )
+    .await;
+    let pool = proxy.handle.pool("fn").unwrap().clone();
+    let healthy = || pool.instances().iter().all(|i| i.is_healthy());
+
+    // Many check rounds later, the signed instance is still healthy and serves.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(healthy(), "signed health checks pass");
+    let response = client()
+        .get(format!("{}/api/users", proxy.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+
+    // The instance stops accepting the proxy's signature: out of rotation...
+    stub.set(Behaviour::VerifySigV4(
+        ACCESS_KEY,
+        "rotated-secret",
+        "eu-west-1",
+    ));
+    assert!(
+        eventually(Duration::from_secs(5), || !healthy()).await,
+        "refused health checks take the instance out"
+    );
+    assert!(!pool.has_usable(Instant::now()));
+    let response = client()
+        .get(format!("{}/api/users", proxy.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+
+    // ...and back once it accepts it again.
+    stub.set(Behaviour::VerifySigV4(ACCESS_KEY, SECRET, "eu-west-1"));
+    assert!(
+        eventually(Duration::from_secs(5), healthy).await,
+        "accepted health checks bring it back"
+    );
+}
+
+/// Signed requests (with bodies) go only where the config or the registry may send them.
+#[test]
+fn aws_iam_instances_must_be_function_urls_or_allowed_loopback() {
+    let parse = |text: String| Config::parse(&text.replace("{admin}", "9").replace("{port}", "8"));
+    let without_loopback =
+        |url: &str| config(url).replace("allow-loopback-function-urls = true\n", "");
+    for refused in [
+        "http://127.0.0.1:1",
+        "https://attacker.example.com",
+        "http://abc.lambda-url.us-east-2.on.aws",
+    ] {
+        let error = parse(without_loopback(refused)).unwrap_err();
+        assert_eq!(error.field, "services.fn.instances[0]", "{refused}");
+    }
+    assert!(parse(without_loopback("https://abc.lambda-url.us-east-2.on.aws")).is_ok());
+    assert!(parse(config("http://localhost:9200")).is_ok());
+    let error = parse(config("http://10.1.2.3:9200")).unwrap_err();
+    assert_eq!(error.field, "services.fn.instances[0]", "not loopback");
 }

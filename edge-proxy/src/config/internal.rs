@@ -19,6 +19,23 @@ pub struct Config {
     pub registry: Option<RegistryConfig>,
     pub auth: AuthConfig,
     pub rate_limit_cells: usize,
+    pub dns: DnsConfig,
+}
+
+/// `[dns]`: how instance host names are resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsConfig {
+    pub refresh: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            refresh: Duration::from_secs(30),
+            timeout: Duration::from_secs(2),
+        }
+    }
 }
 
 /// `[server]`: listeners, threads, shutdown, client timeouts, request size limits.
@@ -46,6 +63,7 @@ pub struct ServiceConfig {
     pub failure_statuses: Vec<u16>,
     pub aws_iam: bool,
     pub aws_region: Option<String>,
+    pub allow_loopback_function_urls: bool,
     pub health_check: HealthCheckConfig,
     pub breaker: BreakerConfig,
     pub retry: RetryConfig,

@@ -77,6 +77,22 @@ impl UpstreamUrl {
         }
     }
 
+    /// True for a host on this machine: `localhost` or a loopback address literal.
+    pub fn is_loopback(&self) -> bool {
+        self.host.eq_ignore_ascii_case("localhost")
+            || self
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
+    /// Whether signed requests (SigV4, with bodies) may go here: an `https` Lambda function URL
+    /// (`https://<id>.lambda-url.<region>.on.aws`), or, only when `allow_loopback` is set (the
+    /// local stack in AWS's shape), any URL on a loopback host.
+    pub fn accepts_signed_requests(&self, allow_loopback: bool) -> bool {
+        (self.tls && self.function_url_region().is_some()) || (allow_loopback && self.is_loopback())
+    }
+
     /// The region of a Lambda function URL host (`<id>.lambda-url.<region>.on.aws`), if this
     /// is one.
     pub fn function_url_region(&self) -> Option<String> {
@@ -124,6 +140,27 @@ mod tests {
         );
         assert_eq!(region("https://example.com"), None);
         assert_eq!(region("https://x.lambda-url..on.aws"), None);
+    }
+
+    #[test]
+    fn signed_requests_go_only_to_function_urls_or_loopback() {
+        let accepts = |url: &str, loopback: bool| {
+            UpstreamUrl::parse(url)
+                .unwrap()
+                .accepts_signed_requests(loopback)
+        };
+        assert!(accepts("https://abc.lambda-url.eu-west-1.on.aws", false));
+        assert!(!accepts("http://abc.lambda-url.eu-west-1.on.aws", false));
+        assert!(!accepts("https://evil.example.com", false));
+        assert!(!accepts(
+            "https://abc.lambda-url.eu-west-1.on.aws.evil.com",
+            false
+        ));
+        assert!(!accepts("http://localhost:9200", false));
+        assert!(accepts("http://localhost:9200", true));
+        assert!(accepts("http://127.0.0.1:9200/x", true));
+        assert!(accepts("http://[::1]:9200", true));
+        assert!(!accepts("http://10.0.0.1:9200", true));
     }
 
     #[test]

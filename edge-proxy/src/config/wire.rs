@@ -28,6 +28,29 @@ pub struct FileConfig {
     /// The default rate limit per consumer (or client IP on public routes); routes may override.
     #[serde(default)]
     pub rate_limit: Option<RateLimitSection>,
+    /// How instance host names are resolved.
+    #[serde(default)]
+    pub dns: DnsSection,
+}
+
+/// Instance host names are resolved off the request path, when an instance joins and again on
+/// this interval; a host that stops resolving keeps its last good addresses.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct DnsSection {
+    /// How often every instance's host is resolved again, in milliseconds.
+    pub refresh_ms: u64,
+    /// Longest a resolution may take, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for DnsSection {
+    fn default() -> Self {
+        DnsSection {
+            refresh_ms: 30_000,
+            timeout_ms: 2_000,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +219,11 @@ pub struct ServiceSection {
     /// Region to sign for when an instance URL does not name one.
     #[serde(default)]
     pub aws_region: Option<String>,
+    /// With `aws-iam`: also accept instances on loopback hosts (`http://localhost:PORT`), for
+    /// the local stack in AWS's shape. Otherwise signed requests go only to `https` function
+    /// URLs (`https://<id>.lambda-url.<region>.on.aws`).
+    #[serde(default)]
+    pub allow_loopback_function_urls: bool,
     #[serde(default)]
     pub health_check: HealthCheckSection,
     #[serde(default)]

@@ -34,6 +34,8 @@ pub struct Metrics {
     breaker_state: IntGaugeVec,
     instance_healthy: IntGaugeVec,
     discovery_refreshes: IntCounterVec,
+    registry_rejected: IntCounterVec,
+    dns_resolutions: IntCounterVec,
     refused_heads: IntCounterVec,
 }
 
@@ -121,6 +123,17 @@ impl Metrics {
                 "Registry reads, by service and outcome.",
                 &["service", "outcome"],
             ),
+            registry_rejected: counter(
+                "edge_registry_rejected_total",
+                "Registry entries skipped: unparseable, or not allowed to receive signed requests.",
+                &["service"],
+            ),
+            dns_resolutions: counter(
+                "edge_dns_resolutions_total",
+                "Instance host resolutions, by service and outcome (a failure keeps the last \
+                 good addresses).",
+                &["service", "outcome"],
+            ),
             refused_heads: counter(
                 "edge_refused_heads_total",
                 "Requests refused before routing: head too slow (timeout) or not valid HTTP \
@@ -195,6 +208,16 @@ impl Metrics {
 
     pub fn discovery_refresh(&self, service: &str, ok: bool) {
         self.discovery_refreshes
+            .with_label_values(&[service, if ok { "success" } else { "failure" }])
+            .inc();
+    }
+
+    pub fn registry_rejected(&self, service: &str) {
+        self.registry_rejected.with_label_values(&[service]).inc();
+    }
+
+    pub fn dns_resolution(&self, service: &str, ok: bool) {
+        self.dns_resolutions
             .with_label_values(&[service, if ok { "success" } else { "failure" }])
             .inc();
     }

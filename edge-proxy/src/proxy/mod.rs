@@ -325,10 +325,12 @@ impl ProxyHttp for EdgeProxy {
         ctx.last_instance = Some(instance.url.to_string());
         ctx.attempt = Some(attempt);
         ctx.upstream_started = Some(Instant::now());
-        let peer = instance.peer(
-            pool.config.connect_timeout.min(remaining),
-            pool.config.read_timeout.min(remaining),
-        );
+        let peer = instance
+            .peer(
+                pool.config.connect_timeout.min(remaining),
+                pool.config.read_timeout.min(remaining),
+            )
+            .ok_or_else(|| ProxyError::Unavailable { retry_after: 1 }.into_pingora())?;
         Ok(Box::new(peer))
     }
 

@@ -1,7 +1,9 @@
 //! Active health checks: a Pingora background service that sends `GET <base path><path>` to
 //! every instance of every service on its interval (with Pingora's `HttpHealthCheck`, which
-//! wants a 200). An instance turns unhealthy after `unhealthy-threshold` failures in a row and
-//! gets no traffic until `healthy-threshold` passes in a row.
+//! wants a 200), to each of its addresses in turn. An instance turns unhealthy after
+//! `unhealthy-threshold` failures in a row and gets no traffic until `healthy-threshold` passes
+//! in a row. Checks of `aws-iam` services are signed like requests: a function URL answers an
+//! unsigned one 403.
 
 use std::sync::Arc;
 
@@ -11,38 +13,66 @@ use pingora::lb::Backend;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use super::pool::{Instance, ServicePool};
+use super::sigv4::{sign_request, Signer};
 use crate::ops::metrics::Metrics;
-use crate::upstream::pool::{Instance, ServicePool};
 
 pub struct HealthService {
     pools: Vec<Arc<ServicePool>>,
     metrics: Arc<Metrics>,
+    signer: Option<Arc<Signer>>,
 }
 
 impl HealthService {
-    pub fn new(pools: Vec<Arc<ServicePool>>, metrics: Arc<Metrics>) -> Self {
+    /// Checks the pools that have health checks on; `signer` signs the checks of `aws-iam`
+    /// services.
+    pub fn new(
+        pools: Vec<Arc<ServicePool>>,
+        metrics: Arc<Metrics>,
+        signer: Option<Arc<Signer>>,
+    ) -> Self {
         HealthService {
             pools: pools
                 .into_iter()
                 .filter(|p| p.config.health_check.enabled)
                 .collect(),
             metrics,
+            signer,
         }
     }
 
-    /// Checks one instance once; true when it answered 200 in time.
-    pub async fn check(pool: &ServicePool, instance: &Instance) -> bool {
+    /// Checks one instance once, at its next address; true when it answered 200 in time.
+    pub async fn check(&self, pool: &ServicePool, instance: &Instance) -> bool {
         let config = &pool.config.health_check;
+        let Some(address) = instance.next_address() else {
+            return false;
+        };
         let mut checker = HttpHealthCheck::new(&instance.url.host_header(), instance.url.tls);
         let path = format!("{}{}", instance.url.base_path, config.path);
         match path.parse::<http::Uri>() {
             Ok(uri) => checker.req.set_uri(uri),
             Err(_) => return false,
         }
+        if pool.config.aws_iam {
+            let region = instance
+                .url
+                .function_url_region()
+                .or_else(|| pool.config.aws_region.clone())
+                .unwrap_or_default();
+            let Some(signer) = &self.signer else {
+                return false;
+            };
+            if let Err(error) =
+                sign_request(signer, &instance.url, &region, &mut checker.req, b"").await
+            {
+                tracing::warn!(service = %pool.config.name, instance = %instance.url, %error, "cannot sign the health check");
+                return false;
+            }
+        }
         checker.peer_template.options.connection_timeout = Some(config.timeout);
         checker.peer_template.options.total_connection_timeout = Some(config.timeout);
         checker.peer_template.options.read_timeout = Some(config.timeout);
-        let Ok(backend) = Backend::new(&instance.addr.to_string()) else {
+        let Ok(backend) = Backend::new(&address.to_string()) else {
             return false;
         };
         tokio::time::timeout(config.timeout * 2, checker.check(&backend))
@@ -53,7 +83,7 @@ impl HealthService {
     async fn check_pool(&self, pool: &ServicePool) {
         let config = &pool.config.health_check;
         for instance in pool.instances().iter() {
-            let ok = Self::check(pool, instance).await;
+            let ok = self.check(pool, instance).await;
             if let Some(now_healthy) =
                 instance.record_health(ok, config.healthy_threshold, config.unhealthy_threshold)
             {
@@ -79,6 +109,7 @@ impl BackgroundService for HealthService {
                 let this = HealthService {
                     pools: Vec::new(),
                     metrics: Arc::clone(&self.metrics),
+                    signer: self.signer.clone(),
                 };
                 tokio::spawn(async move {
                     loop {

@@ -1,7 +1,8 @@
 //! Upstreams: where a routed request goes. A service's live instances ([`pool`]: balancing,
 //! in-flight counts), each with a circuit breaker ([`breaker`]) and active health checks
 //! ([`health`]); the per-service retry budget ([`retry`]); the instance set from config and the
-//! registry table ([`discovery`], [`registry`]); SigV4 for function URLs ([`sigv4`]).
+//! registry table with hosts resolved off the request path ([`discovery`], [`registry`],
+//! [`resolve`]); SigV4 for function URLs ([`sigv4`]).
 //! Depends on `config` and `ops` (metrics) only.
 
 pub mod breaker;
@@ -9,6 +10,7 @@ pub mod discovery;
 pub mod health;
 pub mod pool;
 pub mod registry;
+pub mod resolve;
 pub mod retry;
 pub mod sigv4;
 

@@ -1,16 +1,19 @@
 //! A service's live set of instances and the choice of one per attempt.
 //!
 //! The set is an immutable snapshot behind an `ArcSwap`: the request path reads it without a
-//! lock, and discovery swaps in a new one. An instance keeps its state (in-flight count, health,
-//! circuit breaker) across refreshes as long as its URL stays in the set.
+//! lock, and discovery swaps in a new one. An instance keeps its state (addresses, in-flight
+//! count, health, circuit breaker) across refreshes as long as its URL stays in the set. Its
+//! host's addresses are another snapshot, replaced by discovery's resolutions; connections go
+//! to each address in turn, and an instance whose host has not resolved yet is not usable.
 //!
 //! Balancing: round robin, or power-of-two-choices on the fewest in-flight requests per unit of
 //! weight. Unhealthy instances, instances whose breaker refuses, and instances this request has
 //! already tried are skipped; if none is left the service is unavailable.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -19,7 +22,6 @@ use pingora::upstreams::peer::HttpPeer;
 use super::breaker::{Admission, BreakerState, CircuitBreaker};
 use super::retry::RetryBudget;
 use crate::config::{Balancer, BreakerConfig, ServiceConfig, UpstreamUrl};
-use crate::error::Error;
 
 /// Where an instance came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,7 +48,12 @@ pub type InstanceId = u64;
 pub struct Instance {
     pub id: InstanceId,
     pub url: UpstreamUrl,
-    pub addr: std::net::SocketAddr,
+    /// Every address the host resolved to (empty until it first resolves).
+    addresses: ArcSwap<Vec<SocketAddr>>,
+    /// Which address the next connection goes to.
+    next_address: AtomicUsize,
+    /// When the host was last resolved, successfully or not.
+    resolved_at: Mutex<Option<Instant>>,
     pub weight: u32,
     pub source: InstanceSource,
     pub in_flight: AtomicUsize,
@@ -57,16 +64,13 @@ pub struct Instance {
 }
 
 impl Instance {
-    fn new(
-        id: InstanceId,
-        spec: &InstanceSpec,
-        addr: std::net::SocketAddr,
-        breaker: BreakerConfig,
-    ) -> Instance {
+    fn new(id: InstanceId, spec: &InstanceSpec, breaker: BreakerConfig) -> Instance {
         Instance {
             id,
             url: spec.url.clone(),
-            addr,
+            addresses: ArcSwap::from_pointee(Vec::new()),
+            next_address: AtomicUsize::new(0),
+            resolved_at: Mutex::new(None),
             weight: spec.weight.max(1),
             source: spec.source,
             in_flight: AtomicUsize::new(0),
@@ -79,6 +83,41 @@ impl Instance {
 
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// The addresses the host resolved to last.
+    pub fn addresses(&self) -> Arc<Vec<SocketAddr>> {
+        self.addresses.load_full()
+    }
+
+    /// The address the next connection goes to: every resolved address in turn.
+    pub fn next_address(&self) -> Option<SocketAddr> {
+        let addresses = self.addresses.load();
+        let i = self.next_address.fetch_add(1, Ordering::Relaxed);
+        addresses.get(i % addresses.len().max(1)).copied()
+    }
+
+    /// True when the host has never been resolved, or not for `refresh`.
+    pub fn resolution_due(&self, now: Instant, refresh: Duration) -> bool {
+        let last = *self.resolved_at.lock().unwrap_or_else(|p| p.into_inner());
+        match last {
+            None => true,
+            Some(_) if self.addresses.load().is_empty() => true,
+            Some(at) => now.saturating_duration_since(at) >= refresh,
+        }
+    }
+
+    /// Records a resolution: the addresses found, or `None` when the host did not resolve,
+    /// which keeps the last good ones. Returns true when the addresses changed.
+    pub fn record_resolution(&self, found: Option<Vec<SocketAddr>>, now: Instant) -> bool {
+        *self.resolved_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+        match found {
+            Some(addresses) if !addresses.is_empty() && **self.addresses.load() != addresses => {
+                self.addresses.store(Arc::new(addresses));
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Records an active health check result; the instance flips state only after
@@ -105,24 +144,26 @@ impl Instance {
         None
     }
 
-    /// Usable right now: healthy and the breaker would admit a call.
+    /// Usable right now: resolved, healthy, and the breaker would admit a call.
     pub fn usable(&self, now: Instant) -> bool {
-        self.is_healthy() && self.breaker.would_admit(now)
+        !self.addresses.load().is_empty() && self.is_healthy() && self.breaker.would_admit(now)
     }
 
-    /// A peer for this instance with the given timeouts.
-    pub fn peer(&self, connect_timeout: Duration, read_timeout: Duration) -> HttpPeer {
+    /// A peer for this instance's next address with the given timeouts (`None` while its
+    /// host has no address).
+    pub fn peer(&self, connect_timeout: Duration, read_timeout: Duration) -> Option<HttpPeer> {
+        let address = self.next_address()?;
         let sni = if self.url.tls {
             self.url.host.clone()
         } else {
             String::new()
         };
-        let mut peer = HttpPeer::new(self.addr, self.url.tls, sni);
+        let mut peer = HttpPeer::new(address, self.url.tls, sni);
         peer.options.connection_timeout = Some(connect_timeout);
         peer.options.total_connection_timeout = Some(connect_timeout);
         peer.options.read_timeout = Some(read_timeout);
         peer.options.write_timeout = Some(read_timeout);
-        peer
+        Some(peer)
     }
 }
 
@@ -200,8 +241,9 @@ impl ServicePool {
         self.instances.load_full()
     }
 
-    /// Replaces the instance set, keeping the state of instances that stay. Returns
-    /// (added, removed) counts. Instances whose host does not resolve are skipped.
+    /// Replaces the instance set, keeping the state (addresses, health, breaker) of instances
+    /// that stay. New instances start unresolved: discovery resolves them. Returns (added,
+    /// removed) counts.
     pub fn update(&self, specs: &[InstanceSpec]) -> (usize, usize) {
         let current = self.instances.load_full();
         let by_url: HashMap<&UpstreamUrl, &Arc<Instance>> =
@@ -216,20 +258,16 @@ impl ServicePool {
                 Some(existing) if existing.weight == spec.weight.max(1) => {
                     next.push(Arc::clone(existing))
                 }
-                _ => match resolve(&spec.url) {
-                    Ok(addr) => {
-                        added += 1;
-                        next.push(Arc::new(Instance::new(
-                            self.next_id.fetch_add(1, Ordering::Relaxed),
-                            spec,
-                            addr,
-                            self.config.breaker.clone(),
-                        )));
+                _ => {
+                    added += 1;
+                    let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                    let instance = Instance::new(id, spec, self.config.breaker.clone());
+                    if let Some(existing) = by_url.get(&spec.url) {
+                        // Only the weight changed: keep what is known of the host.
+                        instance.addresses.store(existing.addresses());
                     }
-                    Err(error) => {
-                        tracing::warn!(service = %self.config.name, url = %spec.url, %error, "skipping instance")
-                    }
-                },
+                    next.push(Arc::new(instance));
+                }
             }
         }
         let removed = current
@@ -306,26 +344,6 @@ impl ServicePool {
             .map(|i| (i.url.to_string(), i.breaker.state(now), i.is_healthy()))
             .collect()
     }
-}
-
-/// Resolves an instance's host to a socket address (DNS happens here, never on the request
-/// path).
-fn resolve(url: &UpstreamUrl) -> Result<std::net::SocketAddr, Error> {
-    use std::net::ToSocketAddrs;
-    let unresolvable = |source| Error::Os {
-        what: "resolve an instance host",
-        source,
-    };
-    (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .map_err(unresolvable)?
-        .next()
-        .ok_or_else(|| {
-            unresolvable(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("{} resolves to no address", url.host),
-            ))
-        })
 }
 
 /// Power of two choices: two distinct random candidates, the one with fewer in-flight requests

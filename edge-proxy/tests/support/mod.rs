@@ -42,7 +42,12 @@ pub struct Stub {
 
 impl Stub {
     pub async fn start(name: &'static str, behaviour: Behaviour) -> Arc<Stub> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Stub::start_at(name, behaviour, "127.0.0.1:0").await
+    }
+
+    /// A stub on a given address (another loopback address, a given port).
+    pub async fn start_at(name: &'static str, behaviour: Behaviour, address: &str) -> Arc<Stub> {
+        let listener = TcpListener::bind(address).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         // A stopped stub listens on its port again later: keep it from free_port meanwhile.
         GIVEN.lock().unwrap().push(port);
@@ -154,12 +159,22 @@ async fn handle(
         buffer.drain(..head_end + content_length);
         let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
         let mut extra = "";
+        let current = *behaviour.lock().unwrap();
         let status = if path.ends_with("/health") {
-            200
+            match current {
+                // A function URL checks the signature of every request, health checks too.
+                Behaviour::VerifySigV4(access_key, secret, region) => {
+                    if signature_ok(&head, &body, access_key, secret, region) {
+                        200
+                    } else {
+                        403
+                    }
+                }
+                _ => 200,
+            }
         } else {
             *last_head.lock().unwrap() = head.clone();
             requests.fetch_add(1, Ordering::SeqCst);
-            let current = *behaviour.lock().unwrap();
             match current {
                 Behaviour::Ok => 200,
                 Behaviour::Status(status) => status,
@@ -253,7 +268,7 @@ pub async fn start_proxy(
         config_text,
         Overrides {
             registry,
-            signer: None,
+            ..Overrides::default()
         },
     )
     .await
@@ -311,71 +326,46 @@ pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) ->
     condition()
 }
 
-fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|line| {
-        let (n, v) = line.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-/// Recomputes the signature the way the receiving service would.
+/// Checks the signature as a function URL would (`function_url::verify`, independent of the
+/// proxy's signing code).
 fn signature_ok(head: &str, body: &[u8], access_key: &str, secret: &str, region: &str) -> bool {
-    let (Some(authorization), Some(date), Some(host)) = (
-        header_value(head, "authorization"),
-        header_value(head, "x-amz-date"),
-        header_value(head, "host"),
-    ) else {
-        return false;
-    };
-    let mut request_line = head.lines().next().unwrap_or("").split_whitespace();
+    let mut lines = head.lines();
+    let mut request_line = lines.next().unwrap_or("").split_whitespace();
     let (method, target) = (
         request_line.next().unwrap_or(""),
         request_line.next().unwrap_or("/"),
     );
-    let Some(time) = parse_amz_date(date) else {
-        return false;
-    };
-    let credentials =
-        aws_credential_types::Credentials::new(access_key, secret, None, None, "stub");
-    let url = format!("http://{host}{target}");
-    let signable = edge_proxy::upstream::sigv4::Signable {
-        method,
-        url: &url,
-        host,
-        body,
-    };
-    match edge_proxy::upstream::sigv4::signed_headers(
-        &credentials,
-        region,
-        "lambda",
-        signable,
-        time,
-    ) {
-        Ok(expected) => expected
-            .iter()
-            .any(|(n, v)| n == "authorization" && v == authorization),
-        Err(_) => false,
+    let mut headers = http::HeaderMap::new();
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.trim().as_bytes()),
+            http::HeaderValue::from_str(value.trim()),
+        ) {
+            headers.append(name, value);
+        }
     }
-}
-
-/// `20150830T123600Z` to a time.
-fn parse_amz_date(date: &str) -> Option<std::time::SystemTime> {
-    let n = |range: std::ops::Range<usize>| date.get(range)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, s) = (
-        n(0..4)?,
-        n(4..6)?,
-        n(6..8)?,
-        n(9..11)?,
-        n(11..13)?,
-        n(13..15)?,
-    );
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (mo + if mo > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + s;
-    Some(std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let expected = function_url::verify::Expected {
+        access_key: access_key.to_string(),
+        secret_key: secret.to_string(),
+        session_token: None,
+        region: region.to_string(),
+        host,
+    };
+    function_url::verify::verify(
+        method,
+        target,
+        &headers,
+        body,
+        &expected,
+        std::time::SystemTime::now(),
+    )
+    .is_ok()
 }

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::internal::{Config, RegistryConfig};
-use super::wire::{FileConfig, RegistrySection};
+use super::internal::{Config, DnsConfig, RegistryConfig};
+use super::wire::{DnsSection, FileConfig, RegistrySection};
 use super::ConfigError;
 
 impl FileConfig {
@@ -28,6 +28,7 @@ impl FileConfig {
         let auth = auth::validate(self.auth)?;
         let (routes, rate_limit_cells) =
             routes::validate(self.routes, self.rate_limit, &services, &auth)?;
+        let dns = validate_dns(self.dns)?;
         Ok(Config {
             server,
             services,
@@ -35,6 +36,7 @@ impl FileConfig {
             registry,
             auth,
             rate_limit_cells,
+            dns,
         })
     }
 }
@@ -52,6 +54,13 @@ fn validate_registry(section: RegistrySection) -> Result<RegistryConfig, ConfigE
     Ok(RegistryConfig {
         table: section.table,
         poll_interval,
+    })
+}
+
+fn validate_dns(section: DnsSection) -> Result<DnsConfig, ConfigError> {
+    Ok(DnsConfig {
+        refresh: ms_in_range("dns.refresh-ms", section.refresh_ms, 1_000, 3_600_000)?,
+        timeout: ms_in_range("dns.timeout-ms", section.timeout_ms, 100, 30_000)?,
     })
 }
 

@@ -139,13 +139,24 @@ pub(super) fn validate(
 
     if section.aws_iam {
         for (i, url) in instances.iter().enumerate() {
+            if !url.accepts_signed_requests(section.allow_loopback_function_urls) {
+                return Err(ConfigError::new(
+                    format!("{field}.instances[{i}]"),
+                    "aws-iam instances must be https function URLs (https://<id>.lambda-url.<region>.on.aws), or on a loopback host with allow-loopback-function-urls",
+                ));
+            }
             if section.aws_region.is_none() && url.function_url_region().is_none() {
                 return Err(ConfigError::new(
                     format!("{field}.instances[{i}]"),
-                    "aws-iam needs a function URL host (<id>.lambda-url.<region>.on.aws) or aws-region",
+                    "names no region to sign for: set aws-region",
                 ));
             }
         }
+    } else if section.allow_loopback_function_urls {
+        return Err(ConfigError::new(
+            format!("{field}.allow-loopback-function-urls"),
+            "only applies with aws-iam = true",
+        ));
     }
     if let Some(region) = &section.aws_region {
         if region.is_empty()
@@ -178,6 +189,7 @@ pub(super) fn validate(
         failure_statuses: section.failure_statuses,
         aws_iam: section.aws_iam,
         aws_region: section.aws_region,
+        allow_loopback_function_urls: section.allow_loopback_function_urls,
         health_check,
         breaker,
         retry: RetryConfig {
