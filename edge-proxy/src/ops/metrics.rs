@@ -37,6 +37,7 @@ pub struct Metrics {
     registry_rejected: IntCounterVec,
     dns_resolutions: IntCounterVec,
     refused_heads: IntCounterVec,
+    panics: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -140,6 +141,11 @@ impl Metrics {
                  (malformed).",
                 &["reason"],
             ),
+            panics: counter(
+                "edge_panics_total",
+                "Requests whose path panicked (answered 500 where a response had not begun).",
+                &[],
+            ),
             registry,
         }
     }
@@ -210,6 +216,11 @@ impl Metrics {
         self.discovery_refreshes
             .with_label_values(&[service, if ok { "success" } else { "failure" }])
             .inc();
+    }
+
+    /// A panic on the request path, caught (see `proxy::downstream`).
+    pub fn panicked(&self) {
+        self.panics.with_label_values::<&str>(&[]).inc();
     }
 
     pub fn registry_rejected(&self, service: &str) {

@@ -13,6 +13,9 @@
 //!   hook runs. Until a request is *admitted* (our `early_request_filter` ran), anything
 //!   Pingora writes on the connection is such a refusal, so [`GuardedStream`] writes the same
 //!   status in our JSON error shape instead.
+//! - **A panic costs one request.** Anything on the request path that panics (a filter, Pingora
+//!   itself) is caught here: the client gets a JSON 500 if no response had begun, the panic is
+//!   logged and counted (`edge_panics_total`), the connection is closed, the process goes on.
 //!
 //! The admission signal travels from the proxy's filter to this loop through a task-local: the
 //! filter runs inside the future this loop polls, on the same task.
@@ -26,7 +29,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::raw_connect::ProxyDigest;
@@ -70,6 +76,8 @@ enum GateState {
     Expired = 2,
     /// Pingora refused the head itself; [`GuardedStream`] wrote our JSON form of its refusal.
     Refused = 3,
+    /// Something on the request path panicked.
+    Panicked = 4,
 }
 
 impl GateState {
@@ -78,6 +86,7 @@ impl GateState {
             1 => GateState::Admitted,
             2 => GateState::Expired,
             3 => GateState::Refused,
+            4 => GateState::Panicked,
             _ => GateState::Waiting,
         }
     }
@@ -88,8 +97,10 @@ struct Gate {
     state: AtomicU8,
     /// Bytes of the current request's head have been read (the deadline is running).
     started: AtomicBool,
-    /// Where the stream parks itself when dropped after the head deadline, so the loop can
-    /// still write the 408 on it.
+    /// Bytes of a response to the current request have been written.
+    responded: AtomicBool,
+    /// Where the stream parks itself when dropped after the head deadline or a panic, so the
+    /// loop can still write the 408 or 500 on it.
     parked: Mutex<Option<Stream>>,
 }
 
@@ -106,6 +117,7 @@ impl Gate {
     fn reset(&self) {
         self.set(GateState::Waiting);
         self.started.store(false, Ordering::Release);
+        self.responded.store(false, Ordering::Release);
     }
 }
 
@@ -188,7 +200,8 @@ impl GuardedStream {
 
 impl Drop for GuardedStream {
     fn drop(&mut self) {
-        if self.gate.get() == GateState::Expired {
+        // A panic drops the request's state, this stream with it, while it unwinds.
+        if std::thread::panicking() || self.gate.get() == GateState::Expired {
             if let Ok(mut parked) = self.gate.parked.lock() {
                 *parked = self.inner.take();
             }
@@ -225,7 +238,11 @@ impl AsyncWrite for GuardedStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         if self.gate.get() == GateState::Admitted {
-            return Pin::new(self.io()).poll_write(cx, buf);
+            let written = Pin::new(self.io()).poll_write(cx, buf);
+            if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+                self.gate.responded.store(true, Ordering::Release);
+            }
+            return written;
         }
         let this = &mut *self;
         let gate = &this.gate;
@@ -262,7 +279,11 @@ impl AsyncWrite for GuardedStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         if self.gate.get() == GateState::Admitted {
-            return Pin::new(self.io()).poll_write_vectored(cx, bufs);
+            let written = Pin::new(self.io()).poll_write_vectored(cx, bufs);
+            if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+                self.gate.responded.store(true, Ordering::Release);
+            }
+            return written;
         }
         let first = bufs
             .iter()
@@ -402,6 +423,7 @@ where
         let gate = Arc::new(Gate {
             state: AtomicU8::new(GateState::Waiting as u8),
             started: AtomicBool::new(false),
+            responded: AtomicBool::new(false),
             parked: Mutex::new(None),
         });
         let mut stream: Stream = Box::new(GuardedStream {
@@ -432,25 +454,38 @@ where
             let outcome = {
                 let request = CURRENT.scope(
                     Arc::clone(&gate),
-                    self.inner.process_new_http(session, shutdown),
+                    AssertUnwindSafe(self.inner.process_new_http(session, shutdown)).catch_unwind(),
                 );
                 tokio::pin!(request);
                 let deadline = HeadDeadline::new(&gate, self.head_timeout, first);
                 tokio::select! {
                     // The request first: the deadline looks at what its reads saw.
                     biased;
-                    reused = &mut request => Some(reused),
+                    reused = &mut request => match reused {
+                        Ok(reused) => Outcome::Done(reused),
+                        Err(panic) => {
+                            // The stream parked itself when the panic dropped it.
+                            gate.set(GateState::Panicked);
+                            Outcome::Panicked(panic)
+                        }
+                    },
                     () = deadline => {
                         // Dropping the request below drops the stream, which parks itself.
                         gate.set(GateState::Expired);
-                        None
+                        Outcome::TooSlow
                     }
                 }
             };
             let reused = match outcome {
-                Some(reused) => reused,
-                None => {
+                Outcome::Done(reused) => reused,
+                Outcome::TooSlow => {
                     self.refuse_slow_head(&gate).await;
+                    return None;
+                }
+                Outcome::Panicked(panic) => {
+                    let message = panic_message(panic.as_ref());
+                    drop(panic);
+                    self.answer_panic(&gate, message).await;
                     return None;
                 }
             };
@@ -469,7 +504,45 @@ where
     }
 }
 
+/// What a panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_string())
+}
+
+/// How one request on a connection ended.
+enum Outcome {
+    /// Pingora finished it; the stream comes back if the connection may be reused.
+    Done(Option<pingora::apps::ReusedHttpStream>),
+    /// Its head did not arrive in time.
+    TooSlow,
+    /// Something on its path panicked.
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
 impl<A> EdgeApp<A> {
+    /// A panic on the request path costs this request, not the process: a JSON 500 if no
+    /// response has begun, logged and counted, then the connection is closed.
+    async fn answer_panic(&self, gate: &Gate, message: String) {
+        self.metrics.panicked();
+        let id = request_id(None);
+        tracing::error!(target: "access", request_id = %id, status = 500u16, route = "-", error = "panic on the request path", panic = %message, "request");
+        let parked = gate.parked.lock().ok().and_then(|mut p| p.take());
+        let Some(mut stream) = parked else { return };
+        if !gate.responded.load(Ordering::Acquire) {
+            let response = ProxyError::Internal.raw_response(&id);
+            let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+                stream.write_all(&response).await?;
+                stream.flush().await
+            })
+            .await;
+        }
+        Shutdown::shutdown(&mut *stream).await;
+    }
+
     /// The head did not arrive in time: a JSON 408, then close. A client that sent nothing
     /// at all is closed without an answer.
     async fn refuse_slow_head(&self, gate: &Gate) {

@@ -223,19 +223,7 @@ impl ShutdownSignalWatch for TestSignal {
 pub struct RunningProxy {
     pub base: String,
     pub handle: ProxyHandle,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for RunningProxy {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+    _server: RunningServer,
 }
 
 /// Ports this process has given to a proxy or a stub.
@@ -287,6 +275,35 @@ pub async fn start_proxy_with(config_text: &str, overrides: Overrides) -> Runnin
     }
     let config = Config::parse(&text).unwrap();
     let (server, handle) = build_with(&config, overrides).unwrap();
+    let running = run_server(server, port).await;
+    RunningProxy {
+        base: running.base.clone(),
+        handle,
+        _server: running,
+    }
+}
+
+/// A Pingora server running on a thread; stopped when dropped.
+pub struct RunningServer {
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Runs `server` (listening on `port`) on a thread with its own shutdown signal, once its
+/// port accepts connections.
+pub async fn run_server(server: pingora::server::Server, port: u16) -> RunningServer {
     let (stop, receiver) = tokio::sync::oneshot::channel();
     let thread = std::thread::spawn(move || {
         server.run(RunArgs {
@@ -299,9 +316,8 @@ pub async fn start_proxy_with(config_text: &str, overrides: Overrides) -> Runnin
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    RunningProxy {
+    RunningServer {
         base: format!("http://127.0.0.1:{port}"),
-        handle,
         stop: Some(stop),
         thread: Some(thread),
     }

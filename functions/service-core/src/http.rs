@@ -2,6 +2,9 @@
 //! into JSON), the method and path segments handlers route on, JSON bodies, and the `ETag` /
 //! `If-Match` pair that carries a resource's version.
 
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
 use lambda_http::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
@@ -84,7 +87,11 @@ where
                 _ => Err(crate::ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
             }
         } else {
-            route(request).await
+            // A panic in a handler costs this request (a JSON 500), not the sandbox.
+            match AssertUnwindSafe(route(request)).catch_unwind().await {
+                Ok(outcome) => outcome,
+                Err(panic) => Err(crate::telemetry::handler_panicked(panic.as_ref())),
+            }
         };
         let mut response = outcome.unwrap_or_else(crate::ApiError::into_response);
         if head {
@@ -396,6 +403,43 @@ mod tests {
         let post = serve(request("POST"), routed).await;
         assert_eq!(post.status(), 405);
         assert_eq!(post.headers()["allow"], "GET, HEAD");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_costs_its_request_a_json_500() {
+        let request = lambda_http::http::Request::builder()
+            .method("GET")
+            .uri("/users")
+            .body(Body::Empty)
+            .unwrap();
+        let before = crate::telemetry::handler_panics();
+        let panicking = |_| async {
+            if true {
+                panic!("a bug in a handler");
+            }
+            Ok(no_content())
+        };
+        let response = serve(request, panicking).await;
+        assert_eq!(response.status(), 500);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let Body::Text(text) = response.body() else {
+            panic!("expected a JSON body")
+        };
+        let json: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(json["error"]["code"], "internal_error");
+        assert!(
+            !text.contains("a bug in a handler"),
+            "the panic stays in the log"
+        );
+        assert!(crate::telemetry::handler_panics() > before, "counted");
+        // The next request is served as usual.
+        let request = lambda_http::http::Request::builder()
+            .method("GET")
+            .uri("/health")
+            .body(Body::Empty)
+            .unwrap();
+        let ok = |_| async { Ok(no_content()) };
+        assert_eq!(serve(request, ok).await.status(), 200);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Logging set-up for the functions: structured JSON by default (what CloudWatch and log
 //! pipelines want), human-readable text with `LOG_FORMAT=text` for local development.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `RUST_LOG` filters (default `info`).
@@ -23,6 +25,46 @@ pub fn init() {
     if let Err(error) = result {
         eprintln!("logging was already initialised: {error}");
     }
+}
+
+/// Handler panics since the sandbox started.
+static HANDLER_PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// How many handler panics this process has answered with a 500.
+pub fn handler_panics() -> u64 {
+    HANDLER_PANICS.load(Ordering::Relaxed)
+}
+
+/// Records a handler's panic: an error log line with its message, and a count, written as a
+/// CloudWatch embedded-metric line (`HandlerPanics` in namespace `lambda-edge`, by function),
+/// which Lambda's log stream turns into a metric with nothing else to set up. Returns the
+/// error the request is answered with.
+pub fn handler_panicked(panic: &(dyn std::any::Any + Send)) -> crate::ApiError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_string());
+    let total = HANDLER_PANICS.fetch_add(1, Ordering::Relaxed) + 1;
+    tracing::error!(panic = %message, handler_panics = total, "handler panicked");
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let metric = serde_json::json!({
+        "_aws": {
+            "Timestamp": timestamp,
+            "CloudWatchMetrics": [{
+                "Namespace": "lambda-edge",
+                "Dimensions": [["Function"]],
+                "Metrics": [{"Name": "HandlerPanics", "Unit": "Count"}],
+            }],
+        },
+        "Function": function,
+        "HandlerPanics": 1,
+    });
+    println!("{metric}");
+    crate::ApiError::Internal(format!("handler panicked: {message}"))
 }
 
 /// The span every request runs in, so each log line carries the request id, the W3C trace id
