@@ -2,6 +2,13 @@
 # Starts and stops the local stack: DynamoDB endpoint, tables (from template.yaml), the functions
 # under `cargo lambda watch`, and the edge proxy.
 #
+# Two shapes. `aws` (the test profile's default; `AWS_SHAPE=1` for dev): as deployed, each
+# function instance sits behind a stand-in for its IAM-protected function URL on a host name
+# (target/debug/function-url, on localhost:9200.. in dev, :9300.. in test) that refuses
+# anything not signed with SigV4; the proxy runs edge-proxy/config/local-aws.toml and signs
+# requests and health checks with credentials generated for this stack, which the fronts
+# check. `plain` (dev's default): the proxy reaches `cargo lambda watch` directly (dev.toml).
+#
 #   scripts/stack.sh start PROFILE   start in the background (state in .stack/PROFILE)
 #   scripts/stack.sh stop PROFILE    stop everything PROFILE started
 #   scripts/stack.sh env PROFILE     print the stack's endpoints as shell assignments
@@ -11,7 +18,8 @@
 #                                    (the fault tests; functions and proxy keep running)
 #   scripts/stack.sh restart-instance PROFILE
 #                                    start the second function instance (:9101 in the test
-#                                    profile) again, e.g. after a fault test killed it
+#                                    profile, and its function URLs) again, e.g. after a
+#                                    fault test killed it
 #
 # PROFILE is `dev` (ports 4566 / 9000 / 8080) or `test` (4576 / 9100 / 8180), so `make test`
 # can run while `make dev` is up. Every process is started in its own session and stopped by
@@ -23,8 +31,10 @@ export PATH="$ROOT/.tools/venv/bin:$PATH"
 
 PROFILE=${2:-dev}
 case "$PROFILE" in
-    dev) DYNAMO_PORT=${DYNAMO_PORT:-4566}; LAMBDA_PORT=${LAMBDA_PORT:-9000}; LAMBDA_PORT2=${LAMBDA_PORT2:-9001}; PROXY_PORT=${PROXY_PORT:-8080}; ADMIN_PORT=${ADMIN_PORT:-9901} ;;
-    test) DYNAMO_PORT=${DYNAMO_PORT:-4576}; LAMBDA_PORT=${LAMBDA_PORT:-9100}; LAMBDA_PORT2=${LAMBDA_PORT2:-9101}; PROXY_PORT=${PROXY_PORT:-8180}; ADMIN_PORT=${ADMIN_PORT:-9911} ;;
+    dev) DYNAMO_PORT=${DYNAMO_PORT:-4566}; LAMBDA_PORT=${LAMBDA_PORT:-9000}; LAMBDA_PORT2=${LAMBDA_PORT2:-9001}; PROXY_PORT=${PROXY_PORT:-8080}; ADMIN_PORT=${ADMIN_PORT:-9901}; FRONT_PORT=${FRONT_PORT:-9200}; FRONT_PORT2=${FRONT_PORT2:-9210}
+         DEFAULT_SHAPE=$([ "${AWS_SHAPE:-0}" = 1 ] && echo aws || echo plain) ;;
+    test) DYNAMO_PORT=${DYNAMO_PORT:-4576}; LAMBDA_PORT=${LAMBDA_PORT:-9100}; LAMBDA_PORT2=${LAMBDA_PORT2:-9101}; PROXY_PORT=${PROXY_PORT:-8180}; ADMIN_PORT=${ADMIN_PORT:-9911}; FRONT_PORT=${FRONT_PORT:-9300}; FRONT_PORT2=${FRONT_PORT2:-9310}
+         DEFAULT_SHAPE=$([ "${AWS_SHAPE:-1}" = 0 ] && echo plain || echo aws) ;;
     *) echo "unknown profile: $PROFILE (dev or test)" >&2; exit 2 ;;
 esac
 STATE="$ROOT/.stack/$PROFILE"
@@ -35,11 +45,20 @@ LAMBDA_URL="http://127.0.0.1:$LAMBDA_PORT"
 LAMBDA_URL2="http://127.0.0.1:$LAMBDA_PORT2"
 REGISTRY_TABLE=RegistryTable
 PROXY_BIN="$ROOT/target/debug/edge-proxy"
+FRONT_BIN="$ROOT/target/debug/function-url"
+# The shape a running stack was started in wins over the environment's.
+SHAPE=$(cat "$STATE/shape" 2>/dev/null || echo "$DEFAULT_SHAPE")
 
 log() { printf '\033[1m==> [%s] %s\033[0m\n' "$PROFILE" "$*" >&2; }
 
-# Dummy credentials: the local endpoint ignores them, the SDK wants some.
+# Credentials: the local DynamoDB endpoint ignores them, the SDK wants some. In the AWS shape
+# they are this stack's own (made at start, in $STATE/credentials.env): the proxy signs with
+# them, the function URL stand-ins accept only them.
 export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+unset AWS_SESSION_TOKEN
+if [ -f "$STATE/credentials.env" ]; then
+    set -a; . "$STATE/credentials.env"; set +a
+fi
 export AWS_ENDPOINT_URL="$DYNAMO_URL"
 # Never let the SDK look for instance metadata: locally there is none to find.
 export AWS_EC2_METADATA_DISABLED=true
@@ -80,10 +99,11 @@ stop_one() {
 
 stop_all() {
     [ -d "$STATE" ] || return 0
-    # Reverse start order: proxy, functions, database.
-    for name in proxy registrar-user-service registrar-product-service functions2 functions dynamodb; do
+    # Reverse start order: proxy, function URLs, functions, database.
+    for name in proxy registrar-user-service registrar-product-service front2 front functions2 functions dynamodb; do
         [ -f "$STATE/$name.pid" ] && stop_one "$STATE/$name.pid"
     done
+    rm -f "$STATE/shape" "$STATE/credentials.env"
     if [ -f "$STATE/localstack" ]; then
         docker compose -f localstack/docker-compose.yml down >/dev/null 2>&1 || true
         rm -f "$STATE/localstack"
@@ -106,17 +126,38 @@ start_dynamodb() {
     fi
 }
 
+random_hex() { python3 -c "import secrets, sys; print(secrets.token_hex(int(sys.argv[1])))" "$1"; }
+
+make_credentials() {
+    export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
+    unset AWS_SESSION_TOKEN
+    # An identity of this stack's own, temporary-style (with a session token), as a role on AWS.
+    if [ "$SHAPE" = aws ]; then
+        cat >"$STATE/credentials.env" <<ENV
+AWS_ACCESS_KEY_ID=ASIA$(random_hex 8 | tr a-f A-F)
+AWS_SECRET_ACCESS_KEY=$(random_hex 20)
+AWS_SESSION_TOKEN=$(random_hex 32)
+ENV
+        set -a; . "$STATE/credentials.env"; set +a
+    fi
+}
+
 create_tables() {
     log "creating tables from template.yaml"
-    python scripts/tables.py create --template template.yaml >"$STATE/functions.env"
-    cat >>"$STATE/functions.env" <<ENV
+    python scripts/tables.py create --template template.yaml >"$STATE/functions.env.new"
+    # The cursor secret survives a restart of the DynamoDB endpoint (cursors stay valid).
+    local cursor_secret
+    cursor_secret=$(grep -s '^CURSOR_SECRET=' "$STATE/functions.env" | cut -d= -f2- || true)
+    cat >>"$STATE/functions.env.new" <<ENV
 AWS_ENDPOINT_URL=$DYNAMO_URL
 AWS_ACCESS_KEY_ID=local
 AWS_SECRET_ACCESS_KEY=local
 AWS_REGION=us-east-1
+CURSOR_SECRET=${cursor_secret:-$(random_hex 32)}
 RUST_LOG=info
 LOG_FORMAT=${FUNCTION_LOG_FORMAT:-json}
 ENV
+    mv "$STATE/functions.env.new" "$STATE/functions.env"
 }
 
 start_functions() {
@@ -135,12 +176,51 @@ start_watch() { # name port
     wait_http "http://127.0.0.1:$2/" 300 "cargo lambda watch on :$2"
 }
 
+# The URL the proxy reaches an instance of a function by: its function URL stand-in in the
+# AWS shape, cargo lambda watch's path otherwise.
+instance_url() { # instance(1|2) function
+    local offset=0
+    [ "$2" = product-service ] && offset=1
+    if [ "$SHAPE" = aws ]; then
+        local port=$FRONT_PORT
+        [ "$1" = 2 ] && port=$FRONT_PORT2
+        echo "http://localhost:$((port + offset))"
+    else
+        local base=$LAMBDA_URL
+        [ "$1" = 2 ] && base=$LAMBDA_URL2
+        echo "$base/lambda-url/$2"
+    fi
+}
+
+start_front() { # name front-port lambda-base
+    start "$1" "$FRONT_BIN" --region us-east-1 \
+        --front "localhost:$2=$3/lambda-url/user-service" \
+        --front "localhost:$(($2 + 1))=$3/lambda-url/product-service"
+    # An unsigned request is refused: the front is up.
+    local deadline=$((SECONDS + 30))
+    until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://localhost:$2/health")" = 403 ]; do
+        [ $SECONDS -ge $deadline ] && { log "function URL stand-in $1 did not come up on :$2; see $STATE/$1.log"; return 1; }
+        sleep 0.2
+    done
+}
+
+start_fronts() {
+    [ "$SHAPE" = aws ] || return 0
+    log "starting the function URL stand-ins (SigV4-checked) on localhost:$FRONT_PORT.. and :$FRONT_PORT2.."
+    [ -x "$FRONT_BIN" ] || cargo build --workspace --bin function-url
+    for port in "$FRONT_PORT" $((FRONT_PORT + 1)) "$FRONT_PORT2" $((FRONT_PORT2 + 1)); do
+        port_free "$port" || { log "port $port is in use"; return 1; }
+    done
+    start_front front "$FRONT_PORT" "$LAMBDA_URL"
+    start_front front2 "$FRONT_PORT2" "$LAMBDA_URL2"
+}
+
 register_instances() {
     # The second instances are found through the registry, renewed by a heartbeat each.
-    log "registering the :$LAMBDA_PORT2 instances in $REGISTRY_TABLE"
+    log "registering the second instances in $REGISTRY_TABLE"
     for function in user-service product-service; do
         start "registrar-$function" "$PROXY_BIN" --log-format text registry heartbeat --table "$REGISTRY_TABLE" \
-            --service "$function" --url "$LAMBDA_URL2/lambda-url/$function" --ttl-seconds 30 --interval-seconds 10
+            --service "$function" --url "$(instance_url 2 "$function")" --ttl-seconds 30 --interval-seconds 10
     done
 }
 
@@ -148,8 +228,14 @@ start_proxy() {
     log "starting the edge proxy on :$PROXY_PORT"
     port_free "$PROXY_PORT" || { log "port $PROXY_PORT is in use"; return 1; }
     port_free "$ADMIN_PORT" || { log "port $ADMIN_PORT is in use"; return 1; }
-    sed -e "s/127.0.0.1:8080/127.0.0.1:$PROXY_PORT/; s/127.0.0.1:9901/127.0.0.1:$ADMIN_PORT/; s/127.0.0.1:9000/127.0.0.1:$LAMBDA_PORT/g" \
-        edge-proxy/config/dev.toml >"$STATE/proxy.toml"
+    if [ "$SHAPE" = aws ]; then
+        sed -e "s/127.0.0.1:8080/127.0.0.1:$PROXY_PORT/; s/127.0.0.1:9901/127.0.0.1:$ADMIN_PORT/" \
+            -e "s/localhost:9200/localhost:$FRONT_PORT/; s/localhost:9201/localhost:$((FRONT_PORT + 1))/" \
+            edge-proxy/config/local-aws.toml >"$STATE/proxy.toml"
+    else
+        sed -e "s/127.0.0.1:8080/127.0.0.1:$PROXY_PORT/; s/127.0.0.1:9901/127.0.0.1:$ADMIN_PORT/; s/127.0.0.1:9000/127.0.0.1:$LAMBDA_PORT/g" \
+            edge-proxy/config/dev.toml >"$STATE/proxy.toml"
+    fi
     if [ "$PROFILE" = test ]; then
         # Cut stalled and slow clients sooner, so the hostile-input suite can watch it happen.
         sed -i -e "s/^client-timeout-ms = .*/client-timeout-ms = 3000/" \
@@ -179,16 +265,20 @@ case "${1:-}" in
     start)
         mkdir -p "$STATE"
         stop_all
+        SHAPE=$DEFAULT_SHAPE
+        echo "$SHAPE" >"$STATE/shape"
         trap 'stop_all' ERR
+        make_credentials
         start_dynamodb
         create_tables
-        [ -x "$PROXY_BIN" ] || cargo build -p edge-proxy
+        [ -x "$PROXY_BIN" ] || cargo build --workspace --bin edge-proxy
         start_functions
         warm_functions "$LAMBDA_URL" "$LAMBDA_URL2"
+        start_fronts
         register_instances
         start_proxy
         trap - ERR
-        log "stack is up: proxy $PROXY_URL (admin $ADMIN_URL), functions $LAMBDA_URL, DynamoDB $DYNAMO_URL (logs in $STATE)"
+        log "stack is up ($SHAPE shape): proxy $PROXY_URL (admin $ADMIN_URL), functions $(instance_url 1 user-service) and $(instance_url 1 product-service), DynamoDB $DYNAMO_URL (logs in $STATE)"
         ;;
     stop)
         stop_all
@@ -200,26 +290,36 @@ case "${1:-}" in
         create_tables
         ;;
     restart-instance)
+        stop_one "$STATE/front2.pid"
         stop_one "$STATE/functions2.pid"
         port_free "$LAMBDA_PORT2" || { log "port $LAMBDA_PORT2 is in use"; exit 1; }
         log "starting the second instance of both functions on :$LAMBDA_PORT2"
         start_watch functions2 "$LAMBDA_PORT2"
         warm_functions "$LAMBDA_URL2"
+        if [ "$SHAPE" = aws ]; then
+            start_front front2 "$FRONT_PORT2" "$LAMBDA_URL2"
+        fi
         ;;
     env)
         echo "E2E_BASE_URL=$PROXY_URL"
         echo "E2E_ADMIN_URL=$ADMIN_URL"
         echo "AWS_ENDPOINT_URL=$DYNAMO_URL"
-        echo "AWS_ACCESS_KEY_ID=local"
-        echo "AWS_SECRET_ACCESS_KEY=local"
+        echo "AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID"
+        echo "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY"
+        [ -n "${AWS_SESSION_TOKEN:-}" ] && echo "AWS_SESSION_TOKEN=$AWS_SESSION_TOKEN"
         echo "AWS_REGION=us-east-1"
         echo "STACK_LOG_DIR=$STATE"
-        echo "SECOND_INSTANCE_URL=$LAMBDA_URL2"
+        echo "STACK_SHAPE=$SHAPE"
+        echo "SECOND_PRODUCTS_URL=$(instance_url 2 product-service)"
+        if [ "$SHAPE" = aws ]; then
+            echo "FUNCTION_URL_USERS=$(instance_url 1 user-service)"
+            echo "FUNCTION_URL_PRODUCTS=$(instance_url 1 product-service)"
+        fi
         echo "REGISTRY_TABLE=$REGISTRY_TABLE"
         [ -f "$STATE/functions.env" ] && grep -E '_TABLE=' "$STATE/functions.env"
         ;;
     *)
-        sed -n '2,18p' "$0" >&2
+        sed -n '2,27p' "$0" >&2
         exit 2
         ;;
 esac

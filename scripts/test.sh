@@ -25,8 +25,10 @@ step "template lint"
 export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 SAM_CLI_TELEMETRY=0
 cfn-lint template.yaml
 sam validate --lint --template template.yaml
-edge_cfg_ok=$(./target/debug/edge-proxy check --config edge-proxy/config/dev.toml)
-echo "$edge_cfg_ok"
+python scripts/check_template.py --template template.yaml
+for config in dev local-aws; do
+    ./target/debug/edge-proxy check --config "edge-proxy/config/$config.toml"
+done
 
 step "unit and integration tests"
 cargo test --workspace --exclude e2e

@@ -7,13 +7,14 @@
 //! `scripts/stack.sh restart-dynamodb`).
 //!
 //! And one function instance killed under load (SIGKILL to the second `cargo lambda watch`
-//! and its functions): the proxy routes around it without failing a read, and sends it
-//! traffic again once `scripts/stack.sh restart-instance` brings it back. The in-process
+//! and its functions, and to its function URL stand-in when the stack runs in AWS's shape):
+//! the proxy routes around it without failing a read, and sends it traffic again once
+//! `scripts/stack.sh restart-instance` brings it back. The in-process
 //! resilience tests cover the same against stub upstreams with exact breaker counts; this one
 //! is the real stack.
 //!
 //! These disturb every other test, so `make test` runs them alone, after the rest of the suite
-//! (their tests are named `fault_*`). Needs `STACK_LOG_DIR` and `SECOND_INSTANCE_URL` (local
+//! (their tests are named `fault_*`). Needs `STACK_LOG_DIR` and `SECOND_PRODUCTS_URL` (local
 //! stack only).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -175,8 +176,8 @@ struct Outcome {
 #[tokio::test]
 async fn fault_instance_killed_under_load() {
     let client = client();
-    let second = std::env::var("SECOND_INSTANCE_URL")
-        .unwrap_or_else(|_| panic!("SECOND_INSTANCE_URL must be set (local stack only)"));
+    let second = std::env::var("SECOND_PRODUCTS_URL")
+        .unwrap_or_else(|_| panic!("SECOND_PRODUCTS_URL must be set (local stack only)"));
     let sku = unique("SKU-").to_uppercase();
     let product =
         json!({"sku": sku, "name": "Lamp", "price_cents": 999, "currency": "EUR", "stock": 5});
@@ -223,8 +224,12 @@ async fn fault_instance_killed_under_load() {
     while done.load(Ordering::SeqCst) < 40 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    // The whole process group: cargo lambda watch and the function processes it started.
+    // The whole process group: cargo lambda watch and the function processes it started, and
+    // in AWS's shape the instance's function URLs with it.
     signal("-KILL", &format!("-{}", pid_of("functions2")));
+    if std::path::Path::new(&format!("{}/front2.pid", log_dir())).exists() {
+        signal("-KILL", &format!("-{}", pid_of("front2")));
+    }
     killed.store(true, Ordering::SeqCst);
     for worker in workers {
         worker.await.unwrap();

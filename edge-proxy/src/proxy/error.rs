@@ -117,7 +117,7 @@ impl ProxyError {
             ProxyError::RateLimited { .. } => "too many requests; slow down and retry later",
             ProxyError::UriTooLong => "the request target is too long",
             ProxyError::HeadersTooLarge => "the request headers are too large",
-            ProxyError::RequestTimeout => "the request head was not received in time",
+            ProxyError::RequestTimeout => "the request was not received in time",
             ProxyError::MethodNotAllowed => "this method is not supported",
         }
     }

@@ -78,6 +78,16 @@ pub struct EdgeProxy {
     signer: Option<Arc<Signer>>,
 }
 
+/// A request body that could not be read whole: the client's fault (bad framing, a stall), so
+/// a 4xx, unless the client is gone and nothing can be answered.
+fn unreadable_body(error: Box<Error>) -> Box<Error> {
+    match error.etype() {
+        ErrorType::ConnectionClosed => error,
+        ErrorType::ReadTimedout => ProxyError::RequestTimeout.into_pingora(),
+        _ => ProxyError::BadRequest("the request body is malformed").into_pingora(),
+    }
+}
+
 fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
@@ -252,7 +262,7 @@ impl ProxyHttp for EdgeProxy {
             // Pingora forwards it from the retry buffer, which bounds it (64 KiB).
             session.as_mut().enable_retry_buffering();
             let mut body = Vec::new();
-            while let Some(chunk) = session.read_request_body().await? {
+            while let Some(chunk) = session.read_request_body().await.map_err(unreadable_body)? {
                 body.extend_from_slice(&chunk);
                 if body.len() > self.limits.max_body_bytes
                     || session.as_ref().retry_buffer_truncated()

@@ -65,34 +65,109 @@ pub async fn run<H: Handler>(
     .await
 }
 
-/// A function cannot start: its environment is incomplete.
+/// Why a function refuses to start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("environment variable {0} must be set")]
-pub struct MissingEnv(pub String);
+pub enum StartupError {
+    /// A required environment variable is not set (template.yaml sets them all on AWS; the
+    /// local stack writes them to its functions.env).
+    #[error("environment variable {0} must be set (template.yaml sets it on AWS)")]
+    Missing(String),
+    /// `CURSOR_SECRET` is too short to be a key.
+    #[error("CURSOR_SECRET must be at least {MIN_CURSOR_SECRET_BYTES} bytes")]
+    WeakCursorSecret,
+}
 
-/// Reads a required environment variable, naming it in the error when it is missing.
-pub fn required_env(name: &str) -> Result<String, MissingEnv> {
-    match std::env::var(name) {
-        Ok(value) if !value.trim().is_empty() => Ok(value),
-        _ => Err(MissingEnv(name.to_string())),
+#[cfg(test)]
+mod startup_tests {
+    use super::*;
+
+    fn lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn a_function_without_its_cursor_secret_refuses_to_start() {
+        let secret = "s".repeat(MIN_CURSOR_SECRET_BYTES);
+        assert_eq!(
+            Settings::from_env("USERS_TABLE", lookup(&[("USERS_TABLE", "Users")])),
+            Err(StartupError::Missing("CURSOR_SECRET".into()))
+        );
+        assert_eq!(
+            Settings::from_env(
+                "USERS_TABLE",
+                lookup(&[("USERS_TABLE", "Users"), ("CURSOR_SECRET", "short")])
+            ),
+            Err(StartupError::WeakCursorSecret)
+        );
+        assert_eq!(
+            Settings::from_env("USERS_TABLE", lookup(&[("CURSOR_SECRET", &secret)])),
+            Err(StartupError::Missing("USERS_TABLE".into()))
+        );
+        let settings = Settings::from_env(
+            "USERS_TABLE",
+            lookup(&[("USERS_TABLE", "Users"), ("CURSOR_SECRET", &secret)]),
+        )
+        .unwrap();
+        assert_eq!(
+            (settings.table.as_str(), settings.cursor_secret),
+            ("Users", secret)
+        );
+        let message = StartupError::Missing("CURSOR_SECRET".into()).to_string();
+        assert!(message.contains("CURSOR_SECRET"), "{message}");
     }
 }
 
-/// What a function's `main` needs before it can serve: the table name from `table_env` (set by
-/// `template.yaml`), the DynamoDB client, and the cursor codec. Cursors are signed with
-/// `CURSOR_SECRET` when set; otherwise the table name keys them, which still detects corrupt
-/// cursors and cursors reused across listings or tables.
+/// Shortest cursor secret accepted (the template generates 64 characters).
+pub const MIN_CURSOR_SECRET_BYTES: usize = 32;
+
+/// What a function reads from its environment at cold start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The service's own table (`template.yaml` sets its name).
+    pub table: String,
+    /// The key list cursors are signed with.
+    pub cursor_secret: String,
+}
+
+impl Settings {
+    /// Reads the table name from `table_env` and the cursor secret from `CURSOR_SECRET`, with
+    /// `lookup` (the process environment in `main`). Both are required: a function never
+    /// signs cursors with a guessable key.
+    pub fn from_env(
+        table_env: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, StartupError> {
+        let required = |name: &str| {
+            lookup(name)
+                .filter(|value| !value.trim().is_empty())
+                .ok_or_else(|| StartupError::Missing(name.to_string()))
+        };
+        let table = required(table_env)?;
+        let cursor_secret = required("CURSOR_SECRET")?;
+        if cursor_secret.len() < MIN_CURSOR_SECRET_BYTES {
+            return Err(StartupError::WeakCursorSecret);
+        }
+        Ok(Settings {
+            table,
+            cursor_secret,
+        })
+    }
+}
+
+/// What a function's `main` needs before it can serve: its [`Settings`], the DynamoDB client,
+/// and the cursor codec.
 pub async fn bootstrap(
     table_env: &str,
-) -> Result<(dynamo::Table, paging::CursorCodec), MissingEnv> {
+) -> Result<(dynamo::Table, paging::CursorCodec), StartupError> {
     telemetry::init();
-    let table = required_env(table_env)?;
-    let cursor_key = std::env::var("CURSOR_SECRET")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| table.clone());
+    let settings = Settings::from_env(table_env, |name| std::env::var(name).ok())
+        .inspect_err(|error| tracing::error!(%error, "cannot start"))?;
     Ok((
-        dynamo::Table::new(dynamo::client_from_env().await, table),
-        paging::CursorCodec::new(cursor_key),
+        dynamo::Table::new(dynamo::client_from_env().await, settings.table),
+        paging::CursorCodec::new(settings.cursor_secret),
     ))
 }
