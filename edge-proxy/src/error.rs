@@ -15,16 +15,15 @@ pub enum Error {
     /// An instance URL (a registration, a CLI argument) is not usable.
     #[error("url: {0}")]
     Url(#[from] UrlError),
-    /// A file the config names could not be read.
-    #[error("{path}: {source}")]
-    File {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
     /// A JWKS document is not JSON of the JWKS shape.
     #[error("not a JWKS: {0}")]
     JwksFormat(#[source] serde_json::Error),
+    /// A JWKS document is larger than allowed.
+    #[error("the JWKS is larger than {max_bytes} bytes")]
+    JwksTooLarge { max_bytes: usize },
+    /// A JWKS document holds more keys than allowed.
+    #[error("the JWKS holds {count} keys, more than {max}")]
+    JwksTooManyKeys { count: usize, max: usize },
     /// A JWKS document holds no key the proxy can verify with.
     #[error("the JWKS has no usable keys")]
     JwksEmpty,
@@ -108,10 +107,10 @@ mod tests {
         let io = std::io::Error::other("connection refused");
         let error = Error::registry("query", io);
         assert_eq!(error.to_string(), "registry query: connection refused");
-        let nested = Error::File {
-            path: "/etc/x".into(),
+        let nested = Error::Os {
+            what: "read /etc/x",
             source: std::io::Error::other("denied"),
         };
-        assert_eq!(chain(&nested), "/etc/x: denied");
+        assert_eq!(chain(&nested), "read /etc/x: denied");
     }
 }

@@ -84,17 +84,19 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
         config.auth.jwt.clone(),
     ));
     let file_keys = match &config.auth.jwks_file {
-        Some(path) => jwks::load_file(path)?,
+        Some(path) => jwks::load_file(path, config.auth.jwks_limits)?,
         None => Vec::new(),
     };
     auth.jwks.replace(file_keys.clone());
     if let Some(url) = &config.auth.jwks_url {
-        let refresher = JwksRefresher {
-            auth: Arc::clone(&auth),
-            url: url.clone(),
+        let refresher = JwksRefresher::new(
+            Arc::clone(&auth),
+            url.clone(),
             file_keys,
-            interval: config.auth.jwks_refresh,
-        };
+            config.auth.jwks_refresh,
+            config.auth.jwks_limits,
+            Arc::clone(&metrics),
+        )?;
         server.add_service(background_service("jwks", refresher));
     }
     let signer = match overrides.signer {
@@ -151,6 +153,7 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
             AdminApp {
                 metrics: Arc::clone(&handle.metrics),
                 upstreams: Arc::new(Pools(handle.pools.clone())),
+                token_sha256: config.server.admin_token_sha256,
             },
         );
         admin.add_tcp(&admin_listen.to_string());

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{client, start_proxy, Behaviour, Stub};
+use support::{client, serve_json, start_proxy, Behaviour, Stub};
 
 const SECRET: &str = "edge-test-hs256-secret-0123456789abcdef";
 
@@ -208,7 +208,8 @@ async fn identity_is_set_by_the_proxy_only_and_credentials_are_not_forwarded() {
         200
     );
     let head = stub.head();
-    assert!(head.contains("x-consumer-id: ci\r\n"), "{head}");
+    // Qualified by how it was proved, so a JWT `sub` of "ci" is not this consumer.
+    assert!(head.contains("x-consumer-id: api-key:ci\r\n"), "{head}");
     assert!(head.contains("x-consumer-scopes: users\r\n"), "{head}");
     assert!(head.contains("x-auth-method: api_key\r\n"), "{head}");
     assert!(
@@ -303,31 +304,6 @@ async fn rate_limit_burst_then_429_then_refill() {
         .contains("edge_rate_limited_total{route=\"/api/limited\"} 2"));
 }
 
-/// Serves `body` as JSON to every request until the task is aborted.
-async fn serve_json(body: String) -> (u16, tokio::task::JoinHandle<()>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut buffer = [0u8; 4096];
-                let _ = stream.read(&mut buffer).await;
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-            });
-        }
-    });
-    (port, task)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwks_url_refresh_keeps_the_last_good_keys() {
     use std::sync::Arc;
@@ -338,31 +314,30 @@ async fn jwks_url_refresh_keeps_the_last_good_keys() {
 
     let (port, server) = serve_json(include_str!("data/jwks.json").to_string()).await;
     let auth = Arc::new(Authenticator::new(Vec::new(), JwtSettings::default()));
-    let refresher = JwksRefresher {
-        auth: Arc::clone(&auth),
-        url: format!("http://127.0.0.1:{port}/jwks.json"),
-        file_keys: Vec::new(),
-        interval: Duration::from_secs(60),
+    let refresher = |url: String| {
+        JwksRefresher::new(
+            Arc::clone(&auth),
+            url,
+            Vec::new(),
+            Duration::from_secs(60),
+            Default::default(),
+            Arc::new(edge_proxy::ops::metrics::Metrics::new()),
+        )
+        .unwrap()
     };
-    let http = reqwest::Client::new();
-    assert_eq!(
-        refresher.refresh(&http).await.map_err(|e| e.to_string()),
-        Ok(1)
-    );
+    let first = refresher(format!("http://127.0.0.1:{port}/jwks.json"));
+    assert_eq!(first.refresh().await.map_err(|e| e.to_string()), Ok(1));
     assert_eq!(auth.jwks.len(), 1);
 
     // The JWKS host goes away: the refresh fails and the keys stay.
     server.abort();
     let _ = server.await;
-    assert!(refresher.refresh(&http).await.is_err());
+    assert!(first.refresh().await.is_err());
     assert_eq!(auth.jwks.len(), 1, "an outage keeps the last good keys");
 
     // A JWKS without usable keys is refused too.
     let (port, _server) = serve_json(r#"{"keys":[]}"#.to_string()).await;
-    let empty = JwksRefresher {
-        url: format!("http://127.0.0.1:{port}/jwks.json"),
-        ..refresher
-    };
-    assert!(empty.refresh(&http).await.is_err());
+    let empty = refresher(format!("http://127.0.0.1:{port}/jwks.json"));
+    assert!(empty.refresh().await.is_err());
     assert_eq!(auth.jwks.len(), 1);
 }

@@ -468,6 +468,88 @@ fn http_cases() -> Vec<Case> {
     cases
 }
 
+/// The development HS256 secret (`edge-proxy/config/dev.toml`, also in local-aws.toml): the
+/// cases below sign tokens with it that are wrong in one claim each.
+const DEV_JWT_SECRET: &str = "dev-only-hs256-secret-change-me-0123456789";
+
+/// An HS256 token signed with the development secret, with the development issuer, audience
+/// and scopes, then `change`d.
+fn dev_token(change: impl FnOnce(&mut serde_json::Value)) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut claims = serde_json::json!({
+        "sub": "hostile",
+        "scope": "users products",
+        "iss": "lambda-edge-dev",
+        "aud": "lambda-edge",
+        "iat": now,
+        "exp": now + 300,
+    });
+    change(&mut claims);
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(DEV_JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// Request headers, as the cases write them.
+type Headers = Vec<(&'static str, String)>;
+
+fn bearer(token: String) -> Headers {
+    vec![("authorization", format!("Bearer {token}"))]
+}
+
+fn jwt_claim_cases() -> Vec<(&'static str, Headers, u16)> {
+    let remove = |name: &'static str| {
+        move |c: &mut serde_json::Value| {
+            c.as_object_mut().unwrap().remove(name);
+        }
+    };
+    vec![
+        ("jwt as minted", bearer(dev_token(|_| {})), 200),
+        ("jwt without iss", bearer(dev_token(remove("iss"))), 401),
+        ("jwt without aud", bearer(dev_token(remove("aud"))), 401),
+        (
+            "jwt with iss as an array",
+            bearer(dev_token(|c| {
+                c["iss"] = serde_json::json!(["lambda-edge-dev"])
+            })),
+            401,
+        ),
+        (
+            "jwt with another issuer",
+            bearer(dev_token(|c| c["iss"] = "someone-else".into())),
+            401,
+        ),
+        (
+            "jwt with aud array containing ours",
+            bearer(dev_token(|c| {
+                c["aud"] = serde_json::json!(["other", "lambda-edge"])
+            })),
+            200,
+        ),
+        (
+            "jwt with aud array without ours",
+            bearer(dev_token(|c| c["aud"] = serde_json::json!(["other"]))),
+            401,
+        ),
+        (
+            "jwt with client_id instead of aud",
+            bearer(dev_token(|c| {
+                c.as_object_mut().unwrap().remove("aud");
+                c["client_id"] = "lambda-edge".into();
+            })),
+            401,
+        ),
+        ("jwt without exp", bearer(dev_token(remove("exp"))), 401),
+        ("jwt without sub", bearer(dev_token(remove("sub"))), 401),
+    ]
+}
+
 fn auth_cases() -> Vec<Case> {
     let get = |headers: &[(&str, String)]| http("GET", "/api/users", headers, b"");
     let none_alg = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhZG1pbiIsInNjb3BlIjoidXNlcnMiLCJleHAiOjQxMDI0NDQ4MDB9.";
@@ -554,7 +636,10 @@ fn auth_cases() -> Vec<Case> {
             vec![("x-api-key", "lambda-edge-products-only-key".to_string())],
             403,
         ),
-    ] {
+    ]
+    .into_iter()
+    .chain(jwt_claim_cases())
+    {
         cases.push(case(format!("auth {name}"), get(&headers), status));
     }
     cases

@@ -44,7 +44,7 @@ async fn one_request_id_in_the_response_the_proxy_log_and_the_function_log() {
         );
     }
     assert_eq!(line["status"], 404);
-    assert_eq!(line["consumer"], "dev-client");
+    assert_eq!(line["consumer"], "api-key:dev-client");
     assert!(
         wait_for_log("functions", &id).await.is_some(),
         "the function logged the same request id"

@@ -29,10 +29,25 @@ use crate::error::Error;
 /// A verified caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// API key consumer id or JWT `sub`.
+    /// Who, qualified by how they proved it (`api-key:dev-client`, `jwt:alice`), so a token
+    /// whose `sub` equals a key's consumer name is not that consumer: what the proxy forwards
+    /// as `x-consumer-id`, logs, and rate limits by.
+    pub id: String,
+    /// API key consumer name or JWT `sub`, as configured or signed.
     pub consumer: String,
     pub scopes: Vec<String>,
     pub method: AuthMethod,
+}
+
+impl Identity {
+    fn new(method: AuthMethod, consumer: String, scopes: Vec<String>) -> Identity {
+        Identity {
+            id: format!("{}:{consumer}", method.prefix()),
+            consumer,
+            scopes,
+            method,
+        }
+    }
 }
 
 /// How a caller proved who it is; forwarded as `x-auth-method`.
@@ -47,6 +62,14 @@ impl AuthMethod {
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::ApiKey => "api_key",
+            AuthMethod::Jwt => "jwt",
+        }
+    }
+
+    /// The prefix of an identity proved this way.
+    fn prefix(self) -> &'static str {
+        match self {
+            AuthMethod::ApiKey => "api-key",
             AuthMethod::Jwt => "jwt",
         }
     }
@@ -66,6 +89,12 @@ pub enum AuthError {
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
+    /// Checked here, not by the JWT library (which checks `iss` and `aud` only when a token
+    /// carries them, and takes an array for `iss`).
+    #[serde(default)]
+    iss: Option<serde_json::Value>,
+    #[serde(default)]
+    aud: Option<serde_json::Value>,
     #[serde(default)]
     scope: Option<String>,
     #[serde(default)]
@@ -149,11 +178,7 @@ impl Authenticator {
             }
         }
         found
-            .map(|key| Identity {
-                consumer: key.consumer.clone(),
-                scopes: key.scopes.clone(),
-                method: AuthMethod::ApiKey,
-            })
+            .map(|key| Identity::new(AuthMethod::ApiKey, key.consumer.clone(), key.scopes.clone()))
             .ok_or(AuthError::Invalid)
     }
 
@@ -162,14 +187,28 @@ impl Authenticator {
         validation.leeway = self.jwt.leeway_seconds;
         validation.validate_nbf = true;
         validation.required_spec_claims = HashSet::from(["exp".to_string(), "sub".to_string()]);
-        validation.validate_aud = self.jwt.audience.is_some();
-        if let Some(audience) = &self.jwt.audience {
-            validation.set_audience(&[audience]);
-        }
-        if let Some(issuer) = &self.jwt.issuer {
-            validation.set_issuer(&[issuer]);
-        }
+        // `iss` and `aud` are checked in `claims_hold`, strictly.
+        validation.validate_aud = false;
         validation
+    }
+
+    /// The configured issuer and audience are required claims: `iss` a string equal to the
+    /// issuer, `aud` a string equal to the audience or an array that contains it.
+    fn claims_hold(&self, claims: &Claims) -> bool {
+        use serde_json::Value;
+        let issuer_ok = self.jwt.issuer.as_deref().is_none_or(
+            |expected| matches!(&claims.iss, Some(Value::String(iss)) if iss == expected),
+        );
+        let audience_ok = self
+            .jwt
+            .audience
+            .as_deref()
+            .is_none_or(|expected| match &claims.aud {
+                Some(Value::String(aud)) => aud == expected,
+                Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(expected)),
+                _ => false,
+            });
+        issuer_ok && audience_ok
     }
 
     fn jwt(&self, headers: &HeaderMap) -> Result<Identity, AuthError> {
@@ -204,7 +243,7 @@ impl Authenticator {
             }
             _ => return Err(AuthError::Invalid),
         };
-        if claims.sub.is_empty() || claims.sub.len() > 256 {
+        if claims.sub.is_empty() || claims.sub.len() > 256 || !self.claims_hold(&claims) {
             return Err(AuthError::Invalid);
         }
         let mut scopes: Vec<String> = claims
@@ -215,11 +254,7 @@ impl Authenticator {
             .map(str::to_string)
             .collect();
         scopes.extend(claims.scp.unwrap_or_default());
-        Ok(Identity {
-            consumer: claims.sub,
-            scopes,
-            method: AuthMethod::Jwt,
-        })
+        Ok(Identity::new(AuthMethod::Jwt, claims.sub, scopes))
     }
 }
 
@@ -286,7 +321,8 @@ mod tests {
                 max_token_bytes: 4096,
             },
         );
-        auth.jwks.replace(parse_jwks(RSA_PUBLIC_JWKS).unwrap());
+        auth.jwks
+            .replace(parse_jwks(RSA_PUBLIC_JWKS, Default::default()).unwrap());
         auth
     }
 
@@ -432,6 +468,79 @@ mod tests {
         let mut no_sub = claims();
         no_sub.as_object_mut().unwrap().remove("sub");
         assert_eq!(check(&hs256(&no_sub)), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn configured_issuer_and_audience_are_required_and_strict() {
+        let drop = |name: &str| {
+            let mut c = claims();
+            c.as_object_mut().unwrap().remove(name);
+            c
+        };
+        assert_eq!(
+            check(&hs256(&drop("iss"))),
+            Err(AuthError::Invalid),
+            "no iss"
+        );
+        assert_eq!(
+            check(&hs256(&drop("aud"))),
+            Err(AuthError::Invalid),
+            "no aud"
+        );
+        let mut iss_array = claims();
+        iss_array["iss"] = serde_json::json!(["edge-test"]);
+        assert_eq!(
+            check(&hs256(&iss_array)),
+            Err(AuthError::Invalid),
+            "iss as an array"
+        );
+        let mut aud_array = claims();
+        aud_array["aud"] = serde_json::json!(["other-api", "lambda-edge"]);
+        assert!(
+            check(&hs256(&aud_array)).is_ok(),
+            "aud array containing ours"
+        );
+        aud_array["aud"] = serde_json::json!(["other-api"]);
+        assert_eq!(check(&hs256(&aud_array)), Err(AuthError::Invalid));
+        let mut aud_number = claims();
+        aud_number["aud"] = serde_json::json!(7);
+        assert_eq!(check(&hs256(&aud_number)), Err(AuthError::Invalid));
+        // A Cognito-style access token: `client_id`, no `aud`.
+        let mut access = drop("aud");
+        access["client_id"] = "lambda-edge".into();
+        assert_eq!(check(&hs256(&access)), Err(AuthError::Invalid));
+        // Without a configured issuer and audience, neither is needed.
+        let lenient = Authenticator::new(
+            Vec::new(),
+            JwtSettings {
+                hs256_secret: Some(SECRET.to_vec()),
+                leeway_seconds: 5,
+                max_token_bytes: 4096,
+                ..JwtSettings::default()
+            },
+        );
+        let token = hs256(&drop("aud"));
+        assert!(lenient
+            .authenticate(
+                AuthMode::Jwt,
+                &headers("authorization", &format!("Bearer {token}"))
+            )
+            .is_ok());
+    }
+
+    #[test]
+    fn identities_carry_how_they_were_proved() {
+        let auth = authenticator();
+        let key = auth
+            .authenticate(AuthMode::ApiKey, &headers("x-api-key", "good-key"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(key.id, "api-key:ci");
+        let mut as_ci = claims();
+        as_ci["sub"] = "ci".into();
+        let jwt = check(&hs256(&as_ci)).unwrap().unwrap();
+        assert_eq!(jwt.id, "jwt:ci");
+        assert_ne!(key.id, jwt.id);
     }
 
     #[test]

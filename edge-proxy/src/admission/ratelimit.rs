@@ -82,11 +82,26 @@ impl RateLimiter {
         self.cells.len() * std::mem::size_of::<AtomicU64>()
     }
 
-    /// Counts one request of `key` under `policy` at `now`.
-    pub fn check(&self, policy: &RatePolicy, key: &str, now: Instant) -> Decision {
+    fn cell(&self, policy: &RatePolicy, key: &str) -> &AtomicU64 {
         let index =
             (self.hasher.hash_one((policy.name.as_str(), key)) as usize) & (self.cells.len() - 1);
-        let cell = &self.cells[index];
+        &self.cells[index]
+    }
+
+    /// Whether `key` is over `policy` at `now`, without counting anything: `Some(seconds)`
+    /// until the next request would be allowed.
+    pub fn limited(&self, policy: &RatePolicy, key: &str, now: Instant) -> Option<u64> {
+        let t = now.saturating_duration_since(self.epoch).as_nanos() as u64 + 1;
+        let tolerance = policy
+            .interval_ns()
+            .saturating_mul(u64::from(policy.burst.saturating_sub(1)));
+        let tat = self.cell(policy, key).load(Ordering::Relaxed).max(t);
+        (tat - t > tolerance).then(|| ceil_seconds(tat - t - tolerance).max(1))
+    }
+
+    /// Counts one request of `key` under `policy` at `now`.
+    pub fn check(&self, policy: &RatePolicy, key: &str, now: Instant) -> Decision {
+        let cell = self.cell(policy, key);
         let t = now.saturating_duration_since(self.epoch).as_nanos() as u64 + 1;
         let interval = policy.interval_ns();
         let tolerance = interval.saturating_mul(u64::from(policy.burst.saturating_sub(1)));
@@ -118,6 +133,35 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn looking_does_not_count() {
+        let limiter = RateLimiter::new(64);
+        let policy = RatePolicy {
+            name: "failures".into(),
+            rate_per_second: 1.0,
+            burst: 2,
+        };
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(limiter.limited(&policy, "ip:1", t0), None);
+        }
+        assert!(matches!(
+            limiter.check(&policy, "ip:1", t0),
+            Decision::Allowed { .. }
+        ));
+        assert!(matches!(
+            limiter.check(&policy, "ip:1", t0),
+            Decision::Allowed { .. }
+        ));
+        assert_eq!(limiter.limited(&policy, "ip:1", t0), Some(1));
+        assert_eq!(limiter.limited(&policy, "ip:2", t0), None, "per key");
+        assert_eq!(
+            limiter.limited(&policy, "ip:1", t0 + std::time::Duration::from_millis(1001)),
+            None,
+            "one earned back"
+        );
+    }
     use std::time::Duration;
 
     fn policy(rate: f64, burst: u32) -> RatePolicy {

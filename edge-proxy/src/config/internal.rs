@@ -43,6 +43,12 @@ impl Default for DnsConfig {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub admin_listen: Option<SocketAddr>,
+    /// SHA-256 of the admin listener's bearer token, when it has one.
+    pub admin_token_sha256: Option<[u8; 32]>,
+    /// Who may name the client in `X-Forwarded-For` / `Forwarded`.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// IPv6 clients are one client per network of this prefix length.
+    pub ipv6_prefix_length: u8,
     pub threads: usize,
     pub grace_period_seconds: u64,
     pub graceful_shutdown_timeout_seconds: u64,
@@ -117,7 +123,26 @@ pub struct AuthConfig {
     pub jwks_file: Option<String>,
     pub jwks_url: Option<String>,
     pub jwks_refresh: Duration,
+    pub jwks_limits: JwksLimits,
     pub forward_credentials: bool,
+    /// Failed authentications per client address (`None`: not limited).
+    pub failure_limit: Option<Arc<RatePolicy>>,
+}
+
+/// Bounds on a JWKS document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JwksLimits {
+    pub max_bytes: usize,
+    pub max_keys: usize,
+}
+
+impl Default for JwksLimits {
+    fn default() -> Self {
+        JwksLimits {
+            max_bytes: 64 * 1024,
+            max_keys: 20,
+        }
+    }
 }
 
 /// How instances are chosen.

@@ -60,9 +60,35 @@ pub struct AuthSection {
     pub api_keys: Vec<ApiKeySection>,
     #[serde(default)]
     pub jwt: Option<JwtSection>,
-    /// Forward the client's `Authorization` / `x-api-key` to the functions (off by default).
+    /// Forward the client's `Authorization` / `x-api-key` to the functions (off by default;
+    /// never to `aws-iam` services).
     #[serde(default)]
     pub forward_credentials: bool,
+    /// Failed authentications allowed per client address: guessing is slowed to this rate,
+    /// checked before any credential is verified.
+    #[serde(default)]
+    pub failure_limit: FailureLimitSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct FailureLimitSection {
+    /// On unless set to false.
+    pub enabled: bool,
+    /// Failed attempts a client address earns back per second.
+    pub requests_per_second: f64,
+    /// Failed attempts a client address may make at once.
+    pub burst: u32,
+}
+
+impl Default for FailureLimitSection {
+    fn default() -> Self {
+        FailureLimitSection {
+            enabled: true,
+            requests_per_second: 1.0,
+            burst: 30,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,15 +115,22 @@ pub struct JwtSection {
     /// JWKS file with RS256 / ES256 public keys.
     #[serde(default)]
     pub jwks_file: Option<String>,
-    /// JWKS URL, fetched at start and every `jwks-refresh-seconds`.
+    /// JWKS URL, fetched at start and every `jwks-refresh-seconds`: `https` (plain `http` only
+    /// to a loopback host), redirects only within the same origin.
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// Largest JWKS document accepted, in bytes (a larger one is refused whole).
+    #[serde(default = "default_jwks_max_bytes")]
+    pub jwks_max_bytes: usize,
+    /// Most keys a JWKS may hold (one with more is refused whole).
+    #[serde(default = "default_jwks_max_keys")]
+    pub jwks_max_keys: usize,
     #[serde(default = "default_jwks_refresh_seconds")]
     pub jwks_refresh_seconds: u64,
-    /// Required `iss`, if set.
+    /// When set, tokens must carry `iss`, a string equal to this.
     #[serde(default)]
     pub issuer: Option<String>,
-    /// Required `aud`, if set.
+    /// When set, tokens must carry `aud`, this string or an array containing it.
     #[serde(default)]
     pub audience: Option<String>,
     /// Clock skew allowed on `exp` / `nbf`, in seconds.
@@ -110,6 +143,14 @@ pub struct JwtSection {
 
 fn default_jwks_refresh_seconds() -> u64 {
     300
+}
+
+fn default_jwks_max_bytes() -> usize {
+    64 * 1024
+}
+
+fn default_jwks_max_keys() -> usize {
+    20
 }
 
 fn default_leeway_seconds() -> u64 {
@@ -149,8 +190,20 @@ pub struct RouteRateLimitSection {
 pub struct ServerSection {
     /// Public listener.
     pub listen: String,
-    /// Admin listener (`/healthz`, `/readyz`, `/metrics`); keep it off public interfaces.
+    /// Admin listener (`/healthz`, `/readyz`, `/metrics`, ...). A non-loopback address needs
+    /// `admin-public = true` and `admin-token-sha256`.
     pub admin_listen: Option<String>,
+    /// Allow the admin listener on a non-loopback address.
+    pub admin_public: bool,
+    /// Hex SHA-256 of the bearer token the admin listener requires for everything but
+    /// `/healthz` and `/readyz` (required with `admin-public`).
+    pub admin_token_sha256: Option<String>,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` / `Forwarded` may name the client: a load
+    /// balancer in front of this proxy. From anyone else those headers are not believed.
+    pub trusted_proxies: Vec<String>,
+    /// IPv6 clients are limited per network of this prefix length (one /64 is one client by
+    /// default: a host gets a whole /64 and can rotate through it freely).
+    pub ipv6_prefix_length: u8,
     /// Worker threads.
     pub threads: usize,
     /// Seconds to keep serving after SIGTERM before shutting down.
@@ -175,6 +228,10 @@ impl Default for ServerSection {
         ServerSection {
             listen: "127.0.0.1:8080".into(),
             admin_listen: Some("127.0.0.1:9901".into()),
+            admin_public: false,
+            admin_token_sha256: None,
+            trusted_proxies: Vec::new(),
+            ipv6_prefix_length: 64,
             threads: 2,
             grace_period_seconds: 1,
             graceful_shutdown_timeout_seconds: 2,

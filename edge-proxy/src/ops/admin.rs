@@ -1,5 +1,6 @@
 //! The admin listener (default `127.0.0.1:9901`), separate from the public port, which never
-//! routes to it:
+//! routes to it. With `server.admin-token-sha256` set (required for a non-loopback address),
+//! everything but `/healthz` and `/readyz` needs `Authorization: Bearer <token>`.
 //! - `GET /healthz`: the process is alive;
 //! - `GET /readyz`: config loaded and every service has at least one usable instance (503 and
 //!   the services that have none otherwise);
@@ -11,6 +12,9 @@ use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::metrics::Metrics;
 
@@ -26,6 +30,8 @@ pub trait UpstreamStatus: Send + Sync {
 pub struct AdminApp {
     pub metrics: Arc<Metrics>,
     pub upstreams: Arc<dyn UpstreamStatus>,
+    /// SHA-256 of the bearer token required beyond `/healthz` and `/readyz`, if any.
+    pub token_sha256: Option<[u8; 32]>,
 }
 
 fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -39,6 +45,24 @@ fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> 
 }
 
 impl AdminApp {
+    /// Whether the request carries the admin token (always, when none is configured).
+    fn authorized(&self, request: &http::request::Parts) -> bool {
+        let Some(expected) = &self.token_sha256 else {
+            return true;
+        };
+        let presented = request
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        presented.is_some_and(|token| {
+            let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+            bool::from(hash.ct_eq(expected))
+        })
+    }
+
     /// Services with no usable instance right now.
     pub fn unready_services(&self) -> Vec<String> {
         self.upstreams.unready_services()
@@ -61,6 +85,20 @@ impl ServeHttp for AdminApp {
                 "application/json",
                 br#"{"error":{"code":"method_not_allowed","message":"GET only"}}"#.to_vec(),
             );
+        }
+        let open = matches!(request.uri.path(), "/healthz" | "/readyz");
+        if !open && !self.authorized(request) {
+            let mut response = respond(
+                401,
+                "application/json",
+                br#"{"error":{"code":"unauthorized","message":"missing or invalid admin token"}}"#
+                    .to_vec(),
+            );
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"edge-admin\""),
+            );
+            return response;
         }
         match request.uri.path() {
             "/healthz" => respond(200, "application/json", br#"{"status":"ok"}"#.to_vec()),

@@ -38,6 +38,8 @@ pub struct Metrics {
     dns_resolutions: IntCounterVec,
     refused_heads: IntCounterVec,
     panics: IntCounterVec,
+    jwks_refreshes: IntCounterVec,
+    client_errors: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -146,6 +148,17 @@ impl Metrics {
                 "Requests whose path panicked (answered 500 where a response had not begun).",
                 &[],
             ),
+            jwks_refreshes: counter(
+                "edge_jwks_refresh_total",
+                "JWKS fetches, by outcome (a failure keeps the last good keys).",
+                &["outcome"],
+            ),
+            client_errors: counter(
+                "edge_auth_failures_limited_total",
+                "Requests refused with 429 because their client address failed authentication \
+                 too often, by route.",
+                &["route"],
+            ),
             registry,
         }
     }
@@ -216,6 +229,17 @@ impl Metrics {
         self.discovery_refreshes
             .with_label_values(&[service, if ok { "success" } else { "failure" }])
             .inc();
+    }
+
+    pub fn jwks_refresh(&self, ok: bool) {
+        self.jwks_refreshes
+            .with_label_values(&[if ok { "success" } else { "failure" }])
+            .inc();
+    }
+
+    /// A request refused because its client failed authentication too often.
+    pub fn auth_failures_limited(&self, route: &str) {
+        self.client_errors.with_label_values(&[route]).inc();
     }
 
     /// A panic on the request path, caught (see `proxy::downstream`).

@@ -17,12 +17,17 @@ fn challenge(mode: AuthMode, error: AuthError) -> &'static str {
         (AuthMode::ApiKey, _) => "ApiKey realm=\"edge\"",
         (AuthMode::Jwt, AuthError::Invalid) => "Bearer realm=\"edge\", error=\"invalid_token\"",
         (AuthMode::Jwt, _) => "Bearer realm=\"edge\"",
+        (_, AuthError::Invalid) => {
+            "Bearer realm=\"edge\", error=\"invalid_token\", ApiKey realm=\"edge\""
+        }
         _ => "Bearer realm=\"edge\", ApiKey realm=\"edge\"",
     }
 }
 
 impl EdgeProxy {
     /// Authenticates, authorizes and rate limits; `Some(error)` when the request is refused.
+    /// A client address that has failed authentication too often is refused (429) before any
+    /// credential of its is looked at, valid or not.
     pub(super) fn admit(
         &self,
         session: &Session,
@@ -30,9 +35,25 @@ impl EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> Option<(ProxyError, Vec<(&'static str, String)>)> {
         let headers = &session.req_header().headers;
+        let now = Instant::now();
+        let client_key = ctx.client.map(|ip| self.client.limit_key(ip));
+        let failure_limit = match (&self.failure_limit, &client_key) {
+            (Some(policy), Some(key)) if route.auth != AuthMode::Public => Some((policy, key)),
+            _ => None,
+        };
+        if let Some((policy, key)) = failure_limit {
+            if let Some(retry_after) = self.limiter.limited(policy, key, now) {
+                ctx.auth_outcome = AuthOutcome::Throttled;
+                self.metrics.auth_failures_limited(&route.prefix);
+                return Some((ProxyError::RateLimited { retry_after }, Vec::new()));
+            }
+        }
         let identity = match self.auth.authenticate(route.auth, headers) {
             Ok(identity) => identity,
             Err(error) => {
+                if let Some((policy, key)) = failure_limit {
+                    self.limiter.check(policy, key, now);
+                }
                 ctx.auth_outcome = AuthOutcome::refused(error);
                 self.metrics.auth_rejected(&route.prefix, 401);
                 return Some((
@@ -57,16 +78,10 @@ impl EdgeProxy {
         };
         if let Some(policy) = &route.rate_limit {
             let key = match &identity {
-                Some(identity) => format!("consumer:{}", identity.consumer),
-                None => format!(
-                    "ip:{}",
-                    session
-                        .client_addr()
-                        .and_then(|a| a.as_inet())
-                        .map_or_else(String::new, |a| a.ip().to_string())
-                ),
+                Some(identity) => format!("consumer:{}", identity.id),
+                None => client_key.unwrap_or_default(),
             };
-            let decision = self.limiter.check(policy, &key, Instant::now());
+            let decision = self.limiter.check(policy, &key, now);
             ctx.rate = Some((Arc::clone(policy), decision));
             if let Decision::Limited {
                 retry_after_seconds,

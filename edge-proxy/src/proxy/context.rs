@@ -27,6 +27,8 @@ pub enum AuthOutcome {
     Invalid,
     /// Valid credentials without the route's scopes.
     Forbidden,
+    /// Not checked: the client address had failed authentication too often.
+    Throttled,
 }
 
 impl AuthOutcome {
@@ -39,6 +41,7 @@ impl AuthOutcome {
             AuthOutcome::Missing => "missing",
             AuthOutcome::Invalid => "invalid",
             AuthOutcome::Forbidden => "forbidden",
+            AuthOutcome::Throttled => "throttled",
         }
     }
 
@@ -55,6 +58,8 @@ impl AuthOutcome {
 /// Per-request state.
 pub struct RequestCtx {
     pub started: Instant,
+    /// The client's address (see [`super::client`]).
+    pub client: Option<std::net::IpAddr>,
     /// The route and its service's pool, once routed.
     pub route: Option<Arc<RouteTarget>>,
     pub attempt: Option<Attempt>,
@@ -82,6 +87,7 @@ impl RequestCtx {
     pub fn new() -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
+            client: None,
             route: None,
             attempt: None,
             tried: Vec::new(),

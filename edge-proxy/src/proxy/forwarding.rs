@@ -1,6 +1,7 @@
 //! What the upstream sees of a request: the path in the instance's space, `Host`, the
 //! forwarding headers, the identity the proxy verified (never the client's claim), trace
-//! context, and none of the hop-by-hop headers or (unless configured) the client's credentials.
+//! context, and none of the hop-by-hop headers or (unless configured, and never to a signed
+//! upstream) the client's credentials; a signed upstream gets none of the client's `x-amz-*`.
 
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
@@ -32,6 +33,9 @@ pub struct Forwarding<'a> {
     pub trace: Option<&'a TraceContext>,
     pub identity: Option<&'a Identity>,
     pub forward_credentials: bool,
+    /// The upstream gets this request signed (SigV4): nothing of the client's may travel
+    /// inside the signature, so its `x-amz-*` and credential headers go whatever the config.
+    pub signed: bool,
 }
 
 impl Forwarding<'_> {
@@ -69,9 +73,20 @@ impl Forwarding<'_> {
         for name in IDENTITY_HEADERS {
             upstream_request.remove_header(name);
         }
-        if !self.forward_credentials {
+        if !self.forward_credentials || self.signed {
             upstream_request.remove_header("authorization");
             upstream_request.remove_header("x-api-key");
+        }
+        if self.signed {
+            let amz: Vec<http::HeaderName> = upstream_request
+                .headers
+                .keys()
+                .filter(|name| name.as_str().starts_with("x-amz-"))
+                .cloned()
+                .collect();
+            for name in amz {
+                upstream_request.remove_header(&name);
+            }
         }
         upstream_request.insert_header("x-request-id", self.request_id)?;
         upstream_request.remove_header("tracestate");
@@ -82,7 +97,7 @@ impl Forwarding<'_> {
             }
         }
         if let Some(identity) = self.identity {
-            upstream_request.insert_header("x-consumer-id", identity.consumer.as_str())?;
+            upstream_request.insert_header("x-consumer-id", identity.id.as_str())?;
             upstream_request.insert_header("x-consumer-scopes", identity.scopes.join(" "))?;
             upstream_request.insert_header("x-auth-method", identity.method.as_str())?;
         }

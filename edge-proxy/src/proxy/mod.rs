@@ -19,6 +19,7 @@
 //! - `logging`: the access-log line and request metrics.
 
 mod admit;
+pub mod client;
 pub mod context;
 pub mod downstream;
 pub mod error;
@@ -39,12 +40,13 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::admission::auth::Authenticator;
 use crate::admission::ratelimit::RateLimiter;
-use crate::config::{Config, Limits, Route};
+use crate::config::{Config, Limits, RatePolicy, Route};
 use crate::ops::metrics::Metrics;
 use crate::ops::trace::{request_id, TraceContext};
 use crate::upstream::discovery::static_specs;
 use crate::upstream::pool::ServicePool;
 use crate::upstream::sigv4::{sign_request, Signer};
+use client::ClientAddress;
 use context::RequestCtx;
 pub use error::ProxyError;
 use forwarding::Forwarding;
@@ -68,6 +70,8 @@ impl AsRef<Route> for RouteTarget {
 
 pub struct EdgeProxy {
     router: Router<RouteTarget>,
+    client: ClientAddress,
+    failure_limit: Option<Arc<RatePolicy>>,
     pools: HashMap<String, Arc<ServicePool>>,
     client_timeout: Duration,
     limits: Limits,
@@ -128,6 +132,11 @@ impl EdgeProxy {
             .collect();
         EdgeProxy {
             router: Router::new(targets),
+            client: ClientAddress::new(
+                config.server.trusted_proxies.clone(),
+                config.server.ipv6_prefix_length,
+            ),
+            failure_limit: config.auth.failure_limit.clone(),
             pools,
             client_timeout: config.server.client_timeout,
             limits: config.server.limits,
@@ -218,6 +227,11 @@ impl ProxyHttp for EdgeProxy {
         let headers = &session.req_header().headers;
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         ctx.request_id = request_id(header("x-request-id"));
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        ctx.client = self.client.of(peer, headers);
         ctx.trace = Some(TraceContext::from_headers(
             header("traceparent"),
             header("tracestate"),
@@ -360,6 +374,7 @@ impl ProxyHttp for EdgeProxy {
             trace: ctx.trace.as_ref(),
             identity: ctx.identity.as_ref(),
             forward_credentials: self.forward_credentials,
+            signed: target.pool.config.aws_iam,
         }
         .apply(session, upstream_request)?;
         if target.pool.config.aws_iam {
@@ -527,7 +542,8 @@ impl ProxyHttp for EdgeProxy {
             latency_ms = latency * 1000.0,
             upstream = ctx.last_instance.as_deref().unwrap_or("-"),
             retries = ctx.attempts.saturating_sub(1),
-            consumer = ctx.identity.as_ref().map_or("-", |i| i.consumer.as_str()),
+            client = %ctx.client.map_or_else(|| "-".to_string(), |ip| ip.to_string()),
+            consumer = ctx.identity.as_ref().map_or("-", |i| i.id.as_str()),
             auth = ctx.auth_outcome.as_str(),
             rate_limited = status == 429 && ctx.rate.is_some(),
             error = error.map(|e| e.to_string()).unwrap_or_default(),

@@ -385,3 +385,40 @@ fn signature_ok(head: &str, body: &[u8], access_key: &str, secret: &str, region:
     )
     .is_ok()
 }
+
+/// Serves `status`, `headers` and `body` to every request until the task is aborted.
+pub async fn serve_response(
+    status: u16,
+    headers: &[(&str, &str)],
+    body: String,
+) -> (u16, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (extra, body) = (extra.clone(), body.clone());
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (port, task)
+}
+
+/// Serves `body` as JSON to every request until the task is aborted.
+pub async fn serve_json(body: String) -> (u16, JoinHandle<()>) {
+    serve_response(200, &[], body).await
+}

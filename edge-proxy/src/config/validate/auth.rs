@@ -1,10 +1,12 @@
 //! `[auth]`: API keys (stored as SHA-256 hashes) and JWT verification settings.
 
-use super::super::internal::{ApiKey, AuthConfig, JwtSettings};
+use std::sync::Arc;
+
+use super::super::internal::{ApiKey, AuthConfig, JwksLimits, JwtSettings};
 use super::super::url::UpstreamUrl;
 use super::super::wire::AuthSection;
 use super::super::ConfigError;
-use super::ms_in_range;
+use super::{ms_in_range, rate_policy, sha256_hex};
 
 pub(super) fn validate(section: AuthSection) -> Result<AuthConfig, ConfigError> {
     let mut api_keys = Vec::new();
@@ -19,15 +21,7 @@ pub(super) fn validate(section: AuthSection) -> Result<AuthConfig, ConfigError> 
                 "must be 1 to 128 printable ASCII characters",
             ));
         }
-        let bytes = hex::decode(&key.key_sha256).ok().filter(|b| b.len() == 32);
-        let Some(bytes) = bytes else {
-            return Err(ConfigError::new(
-                format!("{field}.key-sha256"),
-                "must be 64 hex characters (a SHA-256)",
-            ));
-        };
-        let mut sha256 = [0u8; 32];
-        sha256.copy_from_slice(&bytes);
+        let sha256 = sha256_hex(&format!("{field}.key-sha256"), &key.key_sha256)?;
         if api_keys.iter().any(|k: &ApiKey| k.sha256 == sha256) {
             return Err(ConfigError::new(
                 format!("{field}.key-sha256"),
@@ -40,9 +34,21 @@ pub(super) fn validate(section: AuthSection) -> Result<AuthConfig, ConfigError> 
             scopes: key.scopes,
         });
     }
+    let failure = section.failure_limit;
+    let failure_limit = if failure.enabled {
+        Some(Arc::new(rate_policy(
+            "auth.failure-limit",
+            "auth-failures",
+            failure.requests_per_second,
+            failure.burst,
+        )?))
+    } else {
+        None
+    };
     let mut config = AuthConfig {
         api_keys,
         forward_credentials: section.forward_credentials,
+        failure_limit,
         ..AuthConfig::default()
     };
     if let Some(jwt) = section.jwt {
@@ -69,8 +75,26 @@ pub(super) fn validate(section: AuthSection) -> Result<AuthConfig, ConfigError> 
             ));
         }
         if let Some(url) = &jwt.jwks_url {
-            UpstreamUrl::parse(url)
+            let parsed = UpstreamUrl::parse(url)
                 .map_err(|e| ConfigError::new("auth.jwt.jwks-url", e.to_string()))?;
+            if !parsed.tls && !parsed.is_loopback() {
+                return Err(ConfigError::new(
+                    "auth.jwt.jwks-url",
+                    "must be https (plain http only to a loopback host)",
+                ));
+            }
+        }
+        if !(256..=10 * 1024 * 1024).contains(&jwt.jwks_max_bytes) {
+            return Err(ConfigError::new(
+                "auth.jwt.jwks-max-bytes",
+                "must be from 256 to 10485760",
+            ));
+        }
+        if !(1..=1000).contains(&jwt.jwks_max_keys) {
+            return Err(ConfigError::new(
+                "auth.jwt.jwks-max-keys",
+                "must be from 1 to 1000",
+            ));
         }
         if jwt.leeway_seconds > 300 {
             return Err(ConfigError::new(
@@ -93,6 +117,10 @@ pub(super) fn validate(section: AuthSection) -> Result<AuthConfig, ConfigError> 
         };
         config.jwks_file = jwt.jwks_file;
         config.jwks_url = jwt.jwks_url;
+        config.jwks_limits = JwksLimits {
+            max_bytes: jwt.jwks_max_bytes,
+            max_keys: jwt.jwks_max_keys,
+        };
         config.jwks_refresh = ms_in_range(
             "auth.jwt.jwks-refresh-seconds",
             jwt.jwks_refresh_seconds.saturating_mul(1000),

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::internal::{Config, DnsConfig, RegistryConfig};
+use super::internal::{Config, DnsConfig, RatePolicy, RegistryConfig};
 use super::wire::{DnsSection, FileConfig, RegistrySection};
 use super::ConfigError;
 
@@ -62,6 +62,46 @@ fn validate_dns(section: DnsSection) -> Result<DnsConfig, ConfigError> {
         refresh: ms_in_range("dns.refresh-ms", section.refresh_ms, 1_000, 3_600_000)?,
         timeout: ms_in_range("dns.timeout-ms", section.timeout_ms, 100, 30_000)?,
     })
+}
+
+/// A rate limit: above 0 and at most a million per second, a burst from 1 to a million.
+pub(super) fn rate_policy(
+    field: &str,
+    name: &str,
+    rate: f64,
+    burst: u32,
+) -> Result<RatePolicy, ConfigError> {
+    if !(rate > 0.0 && rate <= 1_000_000.0) {
+        return Err(ConfigError::new(
+            format!("{field}.requests-per-second"),
+            "must be above 0 and at most 1000000",
+        ));
+    }
+    if burst == 0 || burst > 1_000_000 {
+        return Err(ConfigError::new(
+            format!("{field}.burst"),
+            "must be from 1 to 1000000",
+        ));
+    }
+    Ok(RatePolicy {
+        name: name.to_string(),
+        rate_per_second: rate,
+        burst,
+    })
+}
+
+/// A SHA-256 written as 64 hex characters.
+fn sha256_hex(field: &str, value: &str) -> Result<[u8; 32], ConfigError> {
+    let bytes = hex::decode(value).ok().filter(|b| b.len() == 32);
+    let Some(bytes) = bytes else {
+        return Err(ConfigError::new(
+            field,
+            "must be 64 hex characters (a SHA-256)",
+        ));
+    };
+    let mut sha256 = [0u8; 32];
+    sha256.copy_from_slice(&bytes);
+    Ok(sha256)
 }
 
 /// A duration in milliseconds within `[min, max]`.

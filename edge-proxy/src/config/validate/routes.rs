@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::super::internal::{AuthConfig, AuthMode, RatePolicy, Route, ServiceConfig};
+use super::super::internal::{AuthConfig, AuthMode, Route, ServiceConfig};
 use super::super::wire::{RateLimitSection, RouteSection};
 use super::super::ConfigError;
+use super::rate_policy;
 
 /// The routes, and the rate limiter's cell count.
 pub(super) fn validate(
@@ -113,26 +114,6 @@ pub(super) fn validate(
     }
 
     Ok((routes, rate_limit_cells))
-}
-
-fn rate_policy(field: &str, name: &str, rate: f64, burst: u32) -> Result<RatePolicy, ConfigError> {
-    if !(rate > 0.0 && rate <= 1_000_000.0) {
-        return Err(ConfigError::new(
-            format!("{field}.requests-per-second"),
-            "must be above 0 and at most 1000000",
-        ));
-    }
-    if burst == 0 || burst > 1_000_000 {
-        return Err(ConfigError::new(
-            format!("{field}.burst"),
-            "must be from 1 to 1000000",
-        ));
-    }
-    Ok(RatePolicy {
-        name: name.to_string(),
-        rate_per_second: rate,
-        burst,
-    })
 }
 
 fn check_path_prefix(field: &str, value: &str) -> Result<String, ConfigError> {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::super::internal::{Limits, ServerConfig};
 use super::super::wire::ServerSection;
 use super::super::ConfigError;
+use super::sha256_hex;
 
 pub(super) fn validate(server: ServerSection) -> Result<ServerConfig, ConfigError> {
     let listen = server
@@ -30,6 +31,51 @@ pub(super) fn validate(server: ServerSection) -> Result<ServerConfig, ConfigErro
             Some(admin)
         }
     };
+    let admin_token_sha256 = server
+        .admin_token_sha256
+        .as_deref()
+        .map(|hash| sha256_hex("server.admin-token-sha256", hash))
+        .transpose()?;
+    if let Some(admin) = admin_listen {
+        if !admin.ip().is_loopback() {
+            // The admin listener reads out metrics and readiness; off loopback it takes an
+            // explicit decision and a token.
+            if !server.admin_public {
+                return Err(ConfigError::new(
+                    "server.admin-listen",
+                    "is not a loopback address: set admin-public = true and admin-token-sha256 to expose the admin listener",
+                ));
+            }
+            if admin_token_sha256.is_none() {
+                return Err(ConfigError::new(
+                    "server.admin-token-sha256",
+                    "is required when the admin listener is public",
+                ));
+            }
+        }
+    }
+    let trusted_proxies = server
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .map(|(i, cidr)| {
+            cidr.parse::<ipnet::IpNet>()
+                .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| {
+                    ConfigError::new(
+                        format!("server.trusted-proxies[{i}]"),
+                        "must be an address or a CIDR (10.0.0.0/8, fd00::/8)",
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !(1..=128).contains(&server.ipv6_prefix_length) {
+        return Err(ConfigError::new(
+            "server.ipv6-prefix-length",
+            "must be from 1 to 128",
+        ));
+    }
     if server.threads == 0 || server.threads > 256 {
         return Err(ConfigError::new("server.threads", "must be from 1 to 256"));
     }
@@ -60,6 +106,9 @@ pub(super) fn validate(server: ServerSection) -> Result<ServerConfig, ConfigErro
     Ok(ServerConfig {
         listen,
         admin_listen,
+        admin_token_sha256,
+        trusted_proxies,
+        ipv6_prefix_length: server.ipv6_prefix_length,
         threads: server.threads,
         grace_period_seconds: server.grace_period_seconds,
         graceful_shutdown_timeout_seconds: server.graceful_shutdown_timeout_seconds,
