@@ -224,12 +224,13 @@ async fn fault_instance_killed_under_load() {
     while done.load(Ordering::SeqCst) < 40 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    // The whole process group: cargo lambda watch and the function processes it started, and
-    // in AWS's shape the instance's function URLs with it.
-    signal("-KILL", &format!("-{}", pid_of("functions2")));
+    // The whole instance at once: in AWS's shape its function URLs first (so none of them
+    // is left answering for a function that is gone), then cargo lambda watch and the
+    // function processes it started (the whole process group).
     if std::path::Path::new(&format!("{}/front2.pid", log_dir())).exists() {
         signal("-KILL", &format!("-{}", pid_of("front2")));
     }
+    signal("-KILL", &format!("-{}", pid_of("functions2")));
     killed.store(true, Ordering::SeqCst);
     for worker in workers {
         worker.await.unwrap();
