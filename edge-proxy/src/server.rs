@@ -16,6 +16,7 @@ use crate::admission::jwks::{self, JwksRefresher};
 use crate::config::Config;
 use crate::error::Error;
 use crate::ops::admin::AdminApp;
+use crate::ops::clock::{Clock, SystemClock};
 use crate::ops::metrics::Metrics;
 use crate::proxy::downstream::EdgeApp;
 use crate::proxy::EdgeProxy;
@@ -65,6 +66,8 @@ pub struct Overrides {
     pub signer: Option<Arc<Signer>>,
     /// Resolver for instance hosts instead of the system's.
     pub resolver: Option<Arc<dyn Resolver>>,
+    /// Clock for rate limits instead of the system's.
+    pub clock: Option<Arc<dyn Clock>>,
 }
 
 /// [`build`] with any of the AWS dependencies replaced.
@@ -106,7 +109,10 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
         }
         None => None,
     };
-    let proxy = EdgeProxy::new(config, Arc::clone(&metrics), auth, signer.clone());
+    let clock = overrides
+        .clock
+        .unwrap_or_else(|| Arc::new(SystemClock) as Arc<dyn Clock>);
+    let proxy = EdgeProxy::new(config, Arc::clone(&metrics), auth, signer.clone(), clock);
     let pools = proxy.pools();
 
     let registry = match (registry, &config.registry) {

@@ -5,6 +5,10 @@ mod support;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use edge_proxy::ops::clock::ManualClock;
+use edge_proxy::server::Overrides;
 use support::{client, serve_json, start_proxy, Behaviour, Stub};
 
 const SECRET: &str = "edge-test-hs256-secret-0123456789abcdef";
@@ -240,7 +244,17 @@ async fn identity_is_set_by_the_proxy_only_and_credentials_are_not_forwarded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_burst_then_429_then_refill() {
     let stub = Stub::start("svc", Behaviour::Ok).await;
-    let proxy = start_proxy(&config(&stub.url()), None).await;
+    // The limiter's clock stands still unless the test moves it: nothing depends on how fast
+    // the requests below happen to run.
+    let clock = Arc::new(ManualClock::default());
+    let proxy = support::start_proxy_with(
+        &config(&stub.url()),
+        Overrides {
+            clock: Some(clock.clone()),
+            ..Overrides::default()
+        },
+    )
+    .await;
     let key = [("x-api-key", "good-key")];
     for i in 0..3 {
         let response = call(&proxy.base, "/api/limited/x", &key).await;
@@ -281,8 +295,17 @@ async fn rate_limit_burst_then_429_then_refill() {
     .await;
     assert_eq!(narrow.status().as_u16(), 200);
 
-    // One per second refills.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // One per second refills: not yet after 999 ms...
+    clock.advance(Duration::from_millis(999));
+    assert_eq!(
+        call(&proxy.base, "/api/limited/x", &key)
+            .await
+            .status()
+            .as_u16(),
+        429
+    );
+    // ...one after a whole second.
+    clock.advance(Duration::from_millis(1));
     assert_eq!(
         call(&proxy.base, "/api/limited/x", &key)
             .await
@@ -301,13 +324,11 @@ async fn rate_limit_burst_then_429_then_refill() {
         .handle
         .metrics
         .render()
-        .contains("edge_rate_limited_total{route=\"/api/limited\"} 2"));
+        .contains("edge_rate_limited_total{route=\"/api/limited\"} 3"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwks_url_refresh_keeps_the_last_good_keys() {
-    use std::sync::Arc;
-
     use edge_proxy::admission::auth::Authenticator;
     use edge_proxy::admission::jwks::JwksRefresher;
     use edge_proxy::config::JwtSettings;

@@ -149,12 +149,23 @@ async fn retryable_statuses_are_retried_once_on_another_instance_for_gets_only()
     let bad = Stub::start("bad", Behaviour::Status(502)).await;
     let good = Stub::start("good", Behaviour::Ok).await;
     let proxy = start_proxy(&config(&[bad.url(), good.url()], ""), None).await;
-    // GETs that land on `bad` first are retried on `good`.
+    // GETs that land on `bad` first are retried on `good`, exactly once each. (Two: a third
+    // failure in a row would open `bad`'s breaker, 3 here, and the POSTs below need it closed.)
     for _ in 0..2 {
         let (status, body) = get(&proxy.base, "/api/x").await;
         assert_eq!(status, 200, "{body}");
         assert!(body.contains("\"good\""));
     }
+    assert_eq!(good.count(), 2, "every GET ended on `good`, once");
+    assert!(
+        bad.count() >= 1,
+        "round robin sent some GETs to `bad` first"
+    );
+    let retries = format!("edge_retries_total{{service=\"svc\"}} {}", bad.count());
+    assert!(
+        proxy.handle.metrics.render().contains(&retries),
+        "one retry per GET that met `bad`, no more"
+    );
     // A POST that reached `bad` is not replayed: the client sees bad's 502.
     let mut saw_passthrough = false;
     for _ in 0..2 {
@@ -296,9 +307,21 @@ async fn registry_instances_join_and_leave_within_a_poll_interval() {
     }
     assert!(joiner.count() > 0, "and gets traffic");
 
-    // An outage keeps the last good set.
+    // An outage keeps the last good set: failed polls happen (counted), the set stays.
+    let failed_polls = |proxy: &support::RunningProxy| {
+        let text = proxy.handle.metrics.render();
+        text.lines()
+            .find(|l| {
+                l.starts_with("edge_discovery_refresh_total{") && l.contains("outcome=\"failure\"")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     registry.set_down(true);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        eventually(Duration::from_secs(5), || failed_polls(&proxy) >= 2).await,
+        "polls fail while the registry is down"
+    );
     assert!(
         in_pool(&proxy, joiner.port),
         "registry outage keeps the instance"

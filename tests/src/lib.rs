@@ -154,3 +154,85 @@ pub async fn access_log(request_id: &str) -> Option<Value> {
     })
     .await
 }
+
+/// The proxy's admin listener (`E2E_ADMIN_URL`, local stack only).
+pub fn admin_url() -> String {
+    std::env::var("E2E_ADMIN_URL").unwrap_or_else(|_| panic!("E2E_ADMIN_URL must be set"))
+}
+
+/// The proxy's metrics, as the admin listener renders them now.
+pub async fn scrape_metrics() -> String {
+    reqwest::Client::new()
+        .get(format!("{}/metrics", admin_url()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("scrape {}: {e}", admin_url()))
+        .text()
+        .await
+        .unwrap_or_default()
+}
+
+/// The sum of a metric's samples whose labels include `labels`.
+pub fn counter(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Sends raw bytes to the proxy and reads until it closes (bounded): the whole response as
+/// text, or `None` when the proxy answered nothing before closing or the bound.
+pub async fn raw_exchange(request: &[u8], bound: Duration) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = base_url().trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(authority).await.ok()?;
+    let _ = stream.write_all(request).await;
+    let mut out = Vec::new();
+    tokio::time::timeout(bound, stream.read_to_end(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    (!out.is_empty()).then(|| String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Every item of a table of the local stack, read strongly consistent (`AWS_ENDPOINT_URL`).
+pub async fn scan_all(
+    table: &str,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    let client = service_core::dynamo::client_from_env().await;
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("scan {table}: {e}"));
+        items.extend(page.items().iter().cloned());
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return items;
+        }
+    }
+}
+
+/// A string (or number) attribute of an item, or "" when it has none.
+pub fn attr(
+    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+    name: &str,
+) -> String {
+    match item.get(name) {
+        Some(aws_sdk_dynamodb::types::AttributeValue::S(s)) => s.clone(),
+        Some(aws_sdk_dynamodb::types::AttributeValue::N(n)) => n.clone(),
+        _ => String::new(),
+    }
+}

@@ -3,11 +3,12 @@
 //!
 //! Needs `STACK_LOG_DIR` (the stack's log folder) and `E2E_ADMIN_URL`: local stack only.
 
-use e2e::{access_log, api_key, base_url, client, log_lines, status_json, wait_for_log};
+use std::time::Duration;
 
-fn admin_url() -> String {
-    std::env::var("E2E_ADMIN_URL").unwrap_or_else(|_| panic!("E2E_ADMIN_URL must be set"))
-}
+use e2e::{
+    access_log, admin_url, api_key, base_url, client, counter, log_lines, raw_exchange,
+    status_json, wait_for_log,
+};
 
 #[tokio::test]
 async fn one_request_id_in_the_response_the_proxy_log_and_the_function_log() {
@@ -140,40 +141,53 @@ async fn secrets_never_reach_any_log() {
         .await
         .unwrap();
     assert_eq!(accepted.status().as_u16(), 200);
-    assert!(wait_for_log("functions", &id).await.is_some());
+    // A valid JWT and the second (products-only) key on requests that succeed too.
+    let jwt = std::env::var("E2E_JWT").unwrap_or_else(|_| panic!("E2E_JWT must be set"));
+    let second_key = std::env::var("E2E_PRODUCTS_ONLY_API_KEY")
+        .unwrap_or_else(|_| "lambda-edge-products-only-key".into());
+    let jwt_id = format!("secret-jwt-{}", uuid::Uuid::new_v4());
+    let with_jwt = reqwest::Client::new()
+        .get(format!("{}/api/users?limit=1", base_url()))
+        .header("authorization", format!("Bearer {jwt}"))
+        .header("x-request-id", &jwt_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_jwt.status().as_u16(), 200);
+    let key_id = format!("secret-key-{}", uuid::Uuid::new_v4());
+    let with_second_key = reqwest::Client::new()
+        .get(format!("{}/api/products?limit=1", base_url()))
+        .header("x-api-key", &second_key)
+        .header("x-request-id", &key_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_second_key.status().as_u16(), 200);
+    // Only once every line of these requests is written: the proxy's access lines and the
+    // functions' lines.
+    for request_id in [&id, &jwt_id, &key_id] {
+        assert!(
+            access_log(request_id).await.is_some(),
+            "no access line for {request_id}"
+        );
+        assert!(wait_for_log("functions", request_id).await.is_some());
+    }
+    // The JWT's signature part alone would be enough to replay it: look for that too.
+    let signature = jwt.rsplit('.').next().unwrap().to_string();
     for line in log_lines("") {
         assert!(!line.contains(&secret_token), "a token was logged: {line}");
         assert!(!line.contains(&api_key()), "an API key was logged: {line}");
+        assert!(
+            !line.contains(&second_key),
+            "the second API key was logged: {line}"
+        );
+        assert!(!line.contains(&signature), "a JWT was logged: {line}");
     }
-}
-
-fn counter(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
 }
 
 #[tokio::test]
 async fn metrics_parse_and_move_by_the_right_amount() {
-    let admin = reqwest::Client::new();
-    let scrape = || async {
-        admin
-            .get(format!("{}/metrics", admin_url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
-    let before = scrape().await;
+    let before = e2e::scrape_metrics().await;
     // Every sample line is `name{labels} value` or `name value`, values are numbers.
     for line in before
         .lines()
@@ -213,7 +227,7 @@ async fn metrics_parse_and_move_by_the_right_amount() {
             .unwrap();
         assert_eq!(response.status().as_u16(), 405);
     }
-    let after = scrape().await;
+    let after = e2e::scrape_metrics().await;
     assert_eq!(
         counter(&after, "edge_requests_total", &labels)
             - counter(&before, "edge_requests_total", &labels),
@@ -242,21 +256,38 @@ async fn admin_endpoints_live_only_on_the_admin_listener() {
     )
     .await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
-    for path in ["/metrics", "/healthz", "/readyz", "/api/../metrics"] {
+    for path in ["/metrics", "/healthz", "/readyz"] {
         let response = client()
             .get(format!("{}{path}", base_url()))
             .send()
             .await
             .unwrap();
-        let status = response.status().as_u16();
-        assert!(
-            status == 404 || status == 400,
-            "{path} on the public port gave {status}"
-        );
+        assert_eq!(response.status().as_u16(), 404, "{path} on the public port");
         assert!(!response
             .text()
             .await
             .unwrap()
             .contains("edge_requests_total"));
+    }
+    // Sent as written: an HTTP client would normalise the dot segments away before sending.
+    let host = base_url().trim_start_matches("http://").to_string();
+    for target in [
+        "/api/../metrics",
+        "/api/%2e%2e/metrics",
+        "/api/users/../../metrics",
+    ] {
+        let request = format!(
+            "GET {target} HTTP/1.1\r\nHost: {host}\r\nx-api-key: {}\r\nConnection: close\r\n\r\n",
+            api_key()
+        );
+        let answer = raw_exchange(request.as_bytes(), Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("{target}: no answer"));
+        assert!(answer.starts_with("HTTP/1.1 400"), "{target}: {answer}");
+        assert!(answer.contains("\"bad_request\""), "{target}: {answer}");
+        assert!(
+            !answer.contains("edge_requests_total"),
+            "{target}: {answer}"
+        );
     }
 }

@@ -46,12 +46,14 @@ async fn fifty_concurrent_reservations_on_ten_units() {
         })
         .collect();
     let mut remaining = BTreeSet::new();
+    let mut reservations = Vec::new();
     let mut failures = 0;
     for task in tasks {
         let (status, body) = task.await.unwrap();
         match status {
             201 => {
                 remaining.insert(body["remaining_stock"].as_u64().unwrap());
+                reservations.push(body["reservation_id"].as_str().unwrap().to_string());
             }
             409 => {
                 assert_eq!(error_code(&body), "insufficient_stock");
@@ -76,6 +78,37 @@ async fn fifty_concurrent_reservations_on_ten_units() {
     .await;
     assert_eq!(after["stock"], 0);
     assert_eq!(after["open_reservations"], 10);
+
+    // Released, all ten (concurrently): the stock comes back exactly, none of it twice.
+    let releases: Vec<_> = reservations
+        .iter()
+        .map(|reservation| {
+            let client = Arc::clone(&client);
+            let path = format!("/api/products/{id}/reservations/{reservation}");
+            tokio::spawn(async move {
+                send(&client, Method::DELETE, &path, None, &[])
+                    .await
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    for release in releases {
+        assert_eq!(release.await.unwrap(), 204);
+    }
+    let (_, released) = status_json(
+        send(
+            &client,
+            Method::GET,
+            &format!("/api/products/{id}"),
+            None,
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(released["stock"], 10, "{released}");
+    assert_eq!(released["open_reservations"], 0, "{released}");
 }
 
 #[tokio::test]

@@ -130,11 +130,19 @@ async fn product_store_reserves_and_releases_atomically() {
         (1, 1, 2)
     );
 
-    // Version-conditioned delete is refused while a reservation is open (its version moved).
+    // A delete from the version read before the reservation loses to it...
     assert_eq!(
         store.delete(&product).await.unwrap_err(),
         ProductError::Store(StoreError::VersionMismatch)
     );
+    // ...and one from the current version meets the rule itself: not while a reservation is
+    // open. Nothing changed.
+    let current = store.get(&product.id).await.unwrap().unwrap();
+    assert_eq!(
+        store.delete(&current).await.unwrap_err(),
+        ProductError::HasOpenReservations
+    );
+    assert_eq!(store.get(&product.id).await.unwrap().unwrap(), current);
 
     store.release(&product.id, "r1").await.unwrap();
     assert_eq!(

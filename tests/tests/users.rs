@@ -106,15 +106,41 @@ async fn fifty_concurrent_creates_with_one_email_give_one_user() {
         })
         .collect();
     let mut statuses: HashMap<u16, usize> = HashMap::new();
+    let mut winner = None;
     for task in tasks {
         let (status, body) = task.await.unwrap();
         if status == 409 {
             assert_eq!(error_code(&body), "email_taken");
         }
+        if status == 201 {
+            winner = Some(body["id"].as_str().unwrap().to_string());
+        }
         *statuses.entry(status).or_default() += 1;
     }
     assert_eq!(statuses.get(&201), Some(&1), "{statuses:?}");
     assert_eq!(statuses.get(&409), Some(&49), "{statuses:?}");
+
+    // What the table holds, read directly: one user with the address, one claim on it, and
+    // the claim names the winner (no loser left a half-written item behind).
+    let winner = winner.unwrap();
+    let table = std::env::var("USERS_TABLE").unwrap_or_else(|_| panic!("USERS_TABLE must be set"));
+    let items = e2e::scan_all(&table).await;
+    let lower = address.to_lowercase();
+    let users: Vec<_> = items
+        .iter()
+        .filter(|item| {
+            e2e::attr(item, "pk").starts_with("USER#")
+                && e2e::attr(item, "email").to_lowercase() == lower
+        })
+        .collect();
+    assert_eq!(users.len(), 1, "one user item with the address");
+    assert_eq!(e2e::attr(users[0], "id"), winner);
+    let claims: Vec<_> = items
+        .iter()
+        .filter(|item| e2e::attr(item, "pk") == format!("EMAIL#{lower}"))
+        .collect();
+    assert_eq!(claims.len(), 1, "one email claim");
+    assert_eq!(e2e::attr(claims[0], "user_id"), winner);
 }
 
 #[tokio::test]

@@ -1,9 +1,11 @@
 //! Operations: what operators read and run. Prometheus [`metrics`], request ids and W3C trace
-//! context ([`trace`]), log set-up ([`telemetry`]) and the [`admin`] listener. Depends on no
+//! context ([`trace`]), log set-up ([`telemetry`]), the [`admin`] listener, and the [`clock`]
+//! rate limits read. Depends on no
 //! other area; the upstream area reports to the admin listener through
 //! [`admin::UpstreamStatus`].
 
 pub mod admin;
+pub mod clock;
 pub mod metrics;
 pub mod telemetry;
 pub mod trace;

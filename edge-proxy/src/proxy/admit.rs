@@ -2,7 +2,6 @@
 //! with the `WWW-Authenticate` challenge and `RateLimit` headers a refusal carries.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use pingora::proxy::Session;
 
@@ -35,7 +34,7 @@ impl EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> Option<(ProxyError, Vec<(&'static str, String)>)> {
         let headers = &session.req_header().headers;
-        let now = Instant::now();
+        let now = self.clock.now();
         let client_key = ctx.client.map(|ip| self.client.limit_key(ip));
         let failure_limit = match (&self.failure_limit, &client_key) {
             (Some(policy), Some(key)) if route.auth != AuthMode::Public => Some((policy, key)),

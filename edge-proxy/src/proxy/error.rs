@@ -238,7 +238,9 @@ impl ProxyError {
             }),
             ErrorSource::Downstream => match error.etype() {
                 WriteError | ReadError | ConnectionClosed => None,
-                ReadTimedout | WriteTimedout => None,
+                // A client that stalled mid-body is still there: it is told why it is cut off.
+                ReadTimedout => Some(ProxyError::RequestTimeout),
+                WriteTimedout => None,
                 _ => Some(ProxyError::BadRequest("malformed request")),
             },
             ErrorSource::Internal | ErrorSource::Unset => Some(ProxyError::Internal),

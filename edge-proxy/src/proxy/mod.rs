@@ -41,6 +41,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 use crate::admission::auth::Authenticator;
 use crate::admission::ratelimit::RateLimiter;
 use crate::config::{Config, Limits, RatePolicy, Route};
+use crate::ops::clock::Clock;
 use crate::ops::metrics::Metrics;
 use crate::ops::trace::{request_id, TraceContext};
 use crate::upstream::discovery::static_specs;
@@ -78,6 +79,7 @@ pub struct EdgeProxy {
     metrics: Arc<Metrics>,
     auth: Arc<Authenticator>,
     limiter: RateLimiter,
+    clock: Arc<dyn Clock>,
     forward_credentials: bool,
     signer: Option<Arc<Signer>>,
 }
@@ -107,6 +109,7 @@ impl EdgeProxy {
         metrics: Arc<Metrics>,
         auth: Arc<Authenticator>,
         signer: Option<Arc<Signer>>,
+        clock: Arc<dyn Clock>,
     ) -> EdgeProxy {
         let pools: HashMap<String, Arc<ServicePool>> = config
             .services
@@ -142,7 +145,8 @@ impl EdgeProxy {
             limits: config.server.limits,
             metrics,
             auth,
-            limiter: RateLimiter::new(config.rate_limit_cells),
+            limiter: RateLimiter::starting_at(config.rate_limit_cells, clock.now()),
+            clock,
             forward_credentials: config.auth.forward_credentials,
             signer,
         }

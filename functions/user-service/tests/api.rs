@@ -10,7 +10,8 @@ use service_core::paging::CursorCodec;
 use service_core::testkit::{error_code, json_of, raw_request, request};
 use service_core::Handler;
 use user_service::api::App;
-use user_service::store::MemoryUserStore;
+use user_service::domain::{User, UserError};
+use user_service::store::{MemoryUserStore, UserStore};
 
 fn app() -> (App, Arc<MemoryUserStore>) {
     let store = Arc::new(MemoryUserStore::new());
@@ -109,27 +110,105 @@ async fn email_is_unique_case_insensitively() {
     assert_eq!(store.email_records(), 1);
 }
 
-#[tokio::test]
-async fn concurrent_creates_with_one_email_yield_one_user() {
-    let (app, _) = app();
-    let app = Arc::new(app);
-    let tasks: Vec<_> = (0..50)
-        .map(|i| {
-            let app = Arc::clone(&app);
-            tokio::spawn(async move {
-                create(&app, &format!("n{i}"), "same@example.com")
-                    .await
-                    .status()
-            })
-        })
-        .collect();
-    let mut created = 0;
-    for task in tasks {
-        let status = task.await.unwrap();
-        assert!(status == 201 || status == 409, "{status}");
-        created += usize::from(status == 201);
+/// A store where another writer gets in between every read and the next write: before the
+/// handler's first `replace` lands, the stored user is renamed (a new version), as a
+/// concurrent PATCH would. The in-memory store alone cannot race, so the race is made here.
+struct RacingStore {
+    inner: MemoryUserStore,
+    raced: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl UserStore for RacingStore {
+    async fn create(&self, user: &User) -> Result<(), UserError> {
+        self.inner.create(user).await
     }
-    assert_eq!(created, 1);
+
+    async fn get(&self, id: &str) -> Result<Option<User>, service_core::StoreError> {
+        self.inner.get(id).await
+    }
+
+    async fn list(
+        &self,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<service_core::paging::Page<User>, UserError> {
+        self.inner.list(limit, after).await
+    }
+
+    async fn replace(&self, current: &User, next: &User) -> Result<(), UserError> {
+        if !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let stored = self.inner.get(&current.id).await?.unwrap();
+            let renamed = User {
+                name: "Renamed meanwhile".into(),
+                version: stored.version + 1,
+                ..stored.clone()
+            };
+            self.inner.replace(&stored, &renamed).await?;
+        }
+        self.inner.replace(current, next).await
+    }
+
+    async fn delete(&self, current: &User) -> Result<(), UserError> {
+        self.inner.delete(current).await
+    }
+}
+
+fn racing_app() -> (App, Arc<RacingStore>) {
+    let store = Arc::new(RacingStore {
+        inner: MemoryUserStore::new(),
+        raced: std::sync::atomic::AtomicBool::new(true),
+    });
+    (App::new(store.clone(), CursorCodec::new("test-key")), store)
+}
+
+#[tokio::test]
+async fn a_patch_that_loses_a_race_is_applied_on_the_winner_or_refused_if_pinned() {
+    let (app, store) = racing_app();
+    let created = json_of(&create(&app, "Ada", "ada@example.com").await);
+    let path = format!("/users/{}", created["id"].as_str().unwrap());
+
+    // Not pinned: the lost race is retried on a fresh read, and neither change is lost.
+    store
+        .raced
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let patched = app
+        .handle(request(
+            Method::PATCH,
+            &path,
+            Some(json!({"email": "new@example.com"})),
+            &[],
+        ))
+        .await;
+    assert_eq!(patched.status(), 200);
+    let body = json_of(&patched);
+    assert_eq!(
+        body["name"], "Renamed meanwhile",
+        "the other writer's change stays"
+    );
+    assert_eq!(body["email"], "new@example.com", "and ours is on top of it");
+    assert_eq!(body["version"], 3);
+
+    // Pinned with If-Match to the version read: the lost race is the answer, nothing written.
+    store
+        .raced
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let pinned = app
+        .handle(request(
+            Method::PATCH,
+            &path,
+            Some(json!({"email": "pinned@example.com"})),
+            &[("if-match", "\"3\"")],
+        ))
+        .await;
+    assert_eq!(pinned.status(), 412);
+    assert_eq!(error_code(&pinned), "version_mismatch");
+    let stored = json_of(&app.handle(request(Method::GET, &path, None, &[])).await);
+    assert_eq!(stored["email"], "new@example.com");
+    assert_eq!(
+        stored["version"], 4,
+        "only the other writer's change landed"
+    );
 }
 
 #[tokio::test]

@@ -208,9 +208,24 @@ impl ProductStore for DynamoProductStore {
             .await?;
         match outcome {
             Ok(()) => Ok(()),
-            // A reservation taken since the read also bumped the version: the caller re-reads.
             Err(cancelled) if cancelled.condition_failed_on(&product) => {
-                Err(StoreError::VersionMismatch.into())
+                // Which half of the condition failed, from a fresh read: still this version
+                // with reservations open, or changed since (a reservation taken since the read
+                // also moves the version: the caller re-reads).
+                let stored = self.get_raw(&current.id).await?;
+                let same_version = stored
+                    .as_ref()
+                    .and_then(|item| number_attr(item, "version"))
+                    == Some(current.version);
+                let open = stored
+                    .as_ref()
+                    .and_then(|item| number_attr(item, "open_reservations"))
+                    .unwrap_or(0);
+                if same_version && open > 0 {
+                    Err(ProductError::HasOpenReservations)
+                } else {
+                    Err(StoreError::VersionMismatch.into())
+                }
             }
             Err(cancelled) => Err(cancelled.unexpected("delete product").into()),
         }
