@@ -148,7 +148,8 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
     ));
 
     let proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
-    let app = EdgeApp::new(proxy, config.server.head_timeout, Arc::clone(&metrics));
+    let app = EdgeApp::new(proxy, config.server.head_timeout, Arc::clone(&metrics))
+        .with_keepalive_idle(config.server.keepalive_idle);
     let mut service = Service::new("edge proxy".to_string(), app);
     service.add_tcp(&config.server.listen.to_string());
     server.add_service(service);

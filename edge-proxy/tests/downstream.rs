@@ -314,3 +314,31 @@ async fn the_proxys_own_refusals_keep_the_connection() {
         .unwrap();
     assert_eq!(read_response(&mut stream).await.0, 200);
 }
+
+#[tokio::test]
+async fn an_idle_keepalive_connection_is_closed_after_its_timeout() {
+    let stub = Stub::start("svc", Behaviour::Ok).await;
+    let text = config(&stub.url()).replace(
+        "client-timeout-ms = 5000",
+        "client-timeout-ms = 5000\n        keepalive-idle-seconds = 1",
+    );
+    assert!(text.contains("keepalive-idle-seconds = 1"));
+    let proxy = start_proxy(&text, None).await;
+    let mut stream = connect(&proxy).await;
+    stream
+        .write_all(b"GET /api/x HTTP/1.1\r\nhost: edge\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut stream).await.0, 200);
+    // Kept alive for the next request within the idle timeout...
+    stream
+        .write_all(b"GET /api/x HTTP/1.1\r\nhost: edge\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut stream).await.0, 200);
+    // ...and closed, with nothing written, once idle longer than it.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection stayed open");
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+}

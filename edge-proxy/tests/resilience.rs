@@ -49,6 +49,17 @@ fn config(instances: &[String], extra: &str) -> String {
     )
 }
 
+/// True when the service's pool holds the instance on `port`.
+fn in_pool(proxy: &support::RunningProxy, port: u16) -> bool {
+    proxy
+        .handle
+        .pool("svc")
+        .unwrap()
+        .instances()
+        .iter()
+        .any(|i| i.url.port == port)
+}
+
 async fn get(base: &str, path: &str) -> (u16, String) {
     let response = client().get(format!("{base}{path}")).send().await.unwrap();
     let status = response.status().as_u16();
@@ -282,15 +293,6 @@ async fn registry_instances_join_and_leave_within_a_poll_interval() {
         )
     );
     let proxy = start_proxy(&text, Some(registry.clone() as Arc<dyn RegistrySource>)).await;
-    let in_pool = |proxy: &support::RunningProxy, port: u16| {
-        proxy
-            .handle
-            .pool("svc")
-            .unwrap()
-            .instances()
-            .iter()
-            .any(|i| i.url.port == port)
-    };
 
     registry.put(Registration {
         service: "svc".into(),
@@ -374,5 +376,194 @@ async fn health_checks_take_an_instance_out_and_back() {
     assert!(
         eventually(Duration::from_secs(3), || healthy(&proxy, b.port)).await,
         "b passes again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_is_retried_once_on_another_instance() {
+    let slow = Stub::start("slow", Behaviour::Delay(Duration::from_secs(5))).await;
+    let fast = Stub::start("fast", Behaviour::Ok).await;
+    let text = config(&[slow.url(), fast.url()], "")
+        .replace("read-timeout-ms = 2000", "read-timeout-ms = 300");
+    let proxy = start_proxy(&text, None).await;
+    // Round robin: the first GET starts on `slow`, times out, and is answered by `fast`.
+    let (status, body) = get(&proxy.base, "/api/x").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"fast\""), "{body}");
+    assert_eq!(
+        (slow.count(), fast.count()),
+        (1, 1),
+        "one try each, no more"
+    );
+    assert!(proxy
+        .handle
+        .metrics
+        .render()
+        .contains("edge_retries_total{service=\"svc\"} 1"));
+
+    // Three slow instances: two attempts (never a third, though a third instance is there),
+    // then 504.
+    fast.set(Behaviour::Delay(Duration::from_secs(5)));
+    let third = Stub::start("third", Behaviour::Delay(Duration::from_secs(5))).await;
+    let text = config(&[slow.url(), fast.url(), third.url()], "")
+        .replace("read-timeout-ms = 2000", "read-timeout-ms = 300");
+    let proxy = start_proxy(&text, None).await;
+    let before = slow.count() + fast.count() + third.count();
+    let (status, body) = get(&proxy.base, "/api/x").await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("upstream_timeout"), "{body}");
+    assert_eq!(
+        slow.count() + fast.count() + third.count() - before,
+        2,
+        "at most one retry"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_retry_without_budget_and_the_total_timeout_bounds_both_tries() {
+    let slow = Stub::start("slow", Behaviour::Delay(Duration::from_secs(5))).await;
+    let other = Stub::start("other", Behaviour::Delay(Duration::from_secs(5))).await;
+    // No reserve and no share of traffic for retries: a timeout is not retried.
+    let text = config(&[slow.url(), other.url()], "")
+        .replace("read-timeout-ms = 2000", "read-timeout-ms = 300")
+        .replace(
+            "[services.svc.health-check]",
+            "[services.svc.retry]\n        budget-ratio = 0.0\n        budget-reserve = 0\n\n        [services.svc.health-check]",
+        );
+    let proxy = start_proxy(&text, None).await;
+    let (status, _) = get(&proxy.base, "/api/x").await;
+    assert_eq!(status, 504);
+    assert_eq!(
+        slow.count() + other.count(),
+        1,
+        "the empty budget allowed no retry"
+    );
+
+    // With budget, the total timeout caps the whole exchange: the first try gets what is
+    // left of it (250 ms, under the 300 ms read timeout) and spends it, so no second try is
+    // made, though the budget would allow one.
+    let text = config(&[slow.url(), other.url()], "").replace(
+        "read-timeout-ms = 2000",
+        "read-timeout-ms = 300\n        connect-timeout-ms = 100\n        total-timeout-ms = 250",
+    );
+    let proxy = start_proxy(&text, None).await;
+    let before = slow.count() + other.count();
+    let (status, body) = get(&proxy.base, "/api/x").await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("upstream_timeout"), "{body}");
+    assert_eq!(
+        slow.count() + other.count() - before,
+        1,
+        "the total was spent by one try"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_in_flight_steers_load_away_from_a_slow_instance() {
+    let slow = Stub::start("slow", Behaviour::Delay(Duration::from_millis(400))).await;
+    let fast = Stub::start("fast", Behaviour::Ok).await;
+    let text = config(&[slow.url(), fast.url()], "balancer = \"least-in-flight\"");
+    let proxy = start_proxy(&text, None).await;
+    // Eight clients, five requests each: while `slow` holds requests, new ones go to `fast`.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let base = proxy.base.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                let (status, _) = get(&base, "/api/x").await;
+                assert_eq!(status, 200);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(slow.count() + fast.count(), 40);
+    assert!(
+        fast.count() > 3 * slow.count(),
+        "fast {} vs slow {}",
+        fast.count(),
+        slow.count()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_instance_gets_no_traffic() {
+    let sick = Stub::start("sick", Behaviour::FailHealth).await;
+    let well = Stub::start("well", Behaviour::Ok).await;
+    let text = config(&[sick.url(), well.url()], "").replace(
+        "[services.svc.health-check]\n        enabled = false",
+        "[services.svc.health-check]\n        interval-ms = 100\n        healthy-threshold = 1\n        unhealthy-threshold = 1",
+    );
+    let proxy = start_proxy(&text, None).await;
+    let pool = proxy.handle.pool("svc").unwrap().clone();
+    let sick_healthy = || {
+        pool.instances()
+            .iter()
+            .find(|i| i.url.port == sick.port)
+            .unwrap()
+            .is_healthy()
+    };
+    assert!(
+        eventually(Duration::from_secs(3), || !sick_healthy()).await,
+        "the failing health checks take it out"
+    );
+    let before = sick.count();
+    for _ in 0..10 {
+        let (status, body) = get(&proxy.base, "/api/x").await;
+        assert_eq!(status, 200);
+        assert!(body.contains("\"well\""), "{body}");
+    }
+    assert_eq!(
+        sick.count(),
+        before,
+        "though it would have answered, it got nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_steer_least_in_flight_traffic() {
+    let light = Stub::start("light", Behaviour::Delay(Duration::from_millis(100))).await;
+    let heavy = Stub::start("heavy", Behaviour::Delay(Duration::from_millis(100))).await;
+    let registry = Arc::new(MemoryRegistry::default());
+    // `light` is static (weight 1); `heavy` comes from the registry with weight 4.
+    registry.put(Registration {
+        service: "svc".into(),
+        url: heavy.url(),
+        weight: 4,
+        expires_at: epoch_now() + 600,
+    });
+    let text = format!(
+        "[registry]\ntable = \"RegistryTable\"\npoll-interval-ms = 200\n{}",
+        config(
+            &[light.url()],
+            "registry = true\nbalancer = \"least-in-flight\""
+        )
+    );
+    let proxy = start_proxy(&text, Some(registry as Arc<dyn RegistrySource>)).await;
+    assert!(
+        eventually(Duration::from_secs(5), || in_pool(&proxy, heavy.port)).await,
+        "the registry instance joins"
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let base = proxy.base.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..6 {
+                let (status, _) = get(&base, "/api/x").await;
+                assert_eq!(status, 200);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(light.count() + heavy.count(), 60);
+    // Equally fast instances, the heavier one holds four times the in-flight requests.
+    assert!(
+        heavy.count() > 2 * light.count(),
+        "heavy {} vs light {}",
+        heavy.count(),
+        light.count()
     );
 }

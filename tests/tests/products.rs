@@ -343,3 +343,84 @@ async fn method_and_media_errors() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 415);
 }
+
+#[tokio::test]
+async fn delete_honours_if_match_and_nulls_are_refused() {
+    let client = client();
+    let (status, created) = create(&client, product(&sku(), 3)).await;
+    assert_eq!(status, 201);
+    let path = format!("/api/products/{}", created["id"].as_str().unwrap());
+
+    // `null` for a field that cannot be removed is refused, naming it; nothing changes.
+    for field in ["name", "price_cents", "currency", "stock"] {
+        let (status, body) = status_json(
+            send(
+                &client,
+                Method::PATCH,
+                &path,
+                Some(&json!({ field: null })),
+                &[],
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (400, "invalid_field"),
+            "{field}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("`{field}`")),
+            "{body}"
+        );
+    }
+    // A currency off the ISO 4217 list is refused too.
+    let (status, body) = status_json(
+        send(
+            &client,
+            Method::PATCH,
+            &path,
+            Some(&json!({"currency": "XYZ"})),
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (400, "invalid_field"),
+        "{body}"
+    );
+
+    // A stale If-Match: 412 and the product stays.
+    let (status, body) = status_json(
+        send(
+            &client,
+            Method::DELETE,
+            &path,
+            None,
+            &[("if-match", "\"2\"")],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (412, "version_mismatch"));
+    let (status, still) = status_json(send(&client, Method::GET, &path, None, &[]).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(still, created, "nothing changed");
+    // The current one: deleted.
+    let response = send(
+        &client,
+        Method::DELETE,
+        &path,
+        None,
+        &[("if-match", "\"1\"")],
+    )
+    .await;
+    assert_eq!(response.status().as_u16(), 204);
+    let (status, _) = status_json(send(&client, Method::GET, &path, None, &[]).await).await;
+    assert_eq!(status, 404);
+}

@@ -5,6 +5,7 @@
 //!
 //! Needs `AWS_ENDPOINT_URL`, `USERS_TABLE` and `PRODUCTS_TABLE` (set by `make test`).
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 use product_service::domain::{Product, ProductError};
 use product_service::store::{DynamoProductStore, ProductStore};
@@ -161,4 +162,50 @@ async fn product_store_reserves_and_releases_atomically() {
 
     store.delete(&after).await.unwrap();
     assert_eq!(store.get(&product.id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn product_store_caps_open_reservations() {
+    let client = client().await;
+    let table = env("PRODUCTS_TABLE");
+    let store = DynamoProductStore::new(client.clone(), table.clone());
+    let now = Utc::now();
+    let product = Product {
+        id: uuid::Uuid::new_v4().to_string(),
+        sku: format!("CAP-{}", uuid::Uuid::new_v4().simple()).to_uppercase(),
+        name: "Capped".into(),
+        price_cents: 1,
+        currency: "EUR".into(),
+        stock: 10,
+        category: None,
+        open_reservations: 0,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    store.create(&product).await.unwrap();
+    // A thousand reservations would take a minute against the local endpoint: start at 999.
+    client
+        .update_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S(format!("PRODUCT#{}", product.id)))
+        .update_expression("SET open_reservations = :n")
+        .expression_attribute_values(":n", AttributeValue::N("999".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(store.reserve(&product.id, "last", 1).await.unwrap(), 9);
+    assert_eq!(
+        store
+            .reserve(&product.id, "one-too-many", 1)
+            .await
+            .unwrap_err(),
+        ProductError::TooManyReservations
+    );
+    let after = store.get(&product.id).await.unwrap().unwrap();
+    assert_eq!(
+        (after.stock, after.open_reservations),
+        (9, 1000),
+        "the refused one changed nothing"
+    );
 }

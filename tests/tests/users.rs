@@ -383,3 +383,56 @@ async fn concurrent_patches_lose_no_update() {
     // Every one of the five writes was applied on top of the previous one.
     assert_eq!(after["version"], 6, "{after}");
 }
+
+#[tokio::test]
+async fn a_cursor_signed_with_another_secret_is_refused() {
+    // Well formed, for the right listing and a plausible key, but not signed with this
+    // stack's secret: the kind of cursor someone forges after reading the code.
+    let forged = service_core::paging::CursorCodec::new("not-the-stacks-secret-0123456789abcdef")
+        .encode("users", &format!("USER#{}", uuid::Uuid::new_v4()));
+    let (status, body) = status_json(
+        send(
+            &client(),
+            Method::GET,
+            &format!("/api/users?cursor={forged}"),
+            None,
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (400, "invalid_cursor"));
+}
+
+#[tokio::test]
+async fn null_for_a_field_that_cannot_be_removed_is_refused() {
+    let client = client();
+    let (status, user) = create(&client, "Nully", &email()).await;
+    assert_eq!(status, 201);
+    let path = format!("/api/users/{}", user["id"].as_str().unwrap());
+    let (status, body) = status_json(
+        send(
+            &client,
+            Method::PATCH,
+            &path,
+            Some(&json!({"email": null, "name": "B"})),
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (400, "invalid_field"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("`email`"),
+        "{body}"
+    );
+    let (_, after) = status_json(send(&client, Method::GET, &path, None, &[]).await).await;
+    assert_eq!(after, user, "nothing changed, the name included");
+}

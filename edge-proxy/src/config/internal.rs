@@ -54,6 +54,7 @@ pub struct ServerConfig {
     pub graceful_shutdown_timeout_seconds: u64,
     pub client_timeout: Duration,
     pub head_timeout: Duration,
+    pub keepalive_idle: Duration,
     pub limits: Limits,
 }
 

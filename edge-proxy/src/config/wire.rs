@@ -215,6 +215,8 @@ pub struct ServerSection {
     /// Whole time a client gets to send a request head, from its first byte (408 and close
     /// beyond; a new connection that sends nothing for this long is closed), in milliseconds.
     pub head_timeout_ms: u64,
+    /// How long an idle keep-alive connection waits for its next request, in seconds.
+    pub keepalive_idle_seconds: u64,
     /// Longest request target accepted (414 beyond).
     pub max_uri_bytes: usize,
     /// Largest header section accepted (431 beyond).
@@ -237,6 +239,7 @@ impl Default for ServerSection {
             graceful_shutdown_timeout_seconds: 2,
             client_timeout_ms: 10_000,
             head_timeout_ms: 10_000,
+            keepalive_idle_seconds: 60,
             max_uri_bytes: 8 * 1024,
             max_header_bytes: 32 * 1024,
             max_body_bytes: 1024 * 1024,

@@ -6,7 +6,8 @@
 //!   head on a connection must arrive whole within `server.head-timeout-ms` of the accept, and
 //!   each later one within that time of its first byte; past that the client gets a JSON 408
 //!   and the connection is closed. A new connection that sends nothing at all is closed
-//!   silently (as HAProxy and nginx do); an idle keep-alive connection keeps Pingora's 60 s.
+//!   silently (as HAProxy and nginx do); an idle keep-alive connection waits
+//!   `server.keepalive-idle-seconds` (Pingora's 60 s by default) for its next request.
 //! - **JSON for unparseable requests.** Requests that are not valid HTTP (conflicting
 //!   `Content-Length`, a CR in a header, HTTP/0.9, …) and `CONNECT` are refused by Pingora
 //!   itself with an empty-bodied 400/405, before any [`ProxyHttp`](pingora::proxy::ProxyHttp)
@@ -48,8 +49,6 @@ use super::error::ProxyError;
 use crate::ops::metrics::{Metrics, RefusedHead};
 use crate::ops::trace::request_id;
 
-/// How long an idle keep-alive connection waits for its next request (Pingora's default).
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 /// How long writing a 408 to a client that has stopped sending may take.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -392,6 +391,8 @@ impl Peek for GuardedStream {
 pub struct EdgeApp<A> {
     inner: Arc<A>,
     head_timeout: Duration,
+    /// How long an idle keep-alive connection waits for its next request (whole seconds).
+    keepalive_idle: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -400,8 +401,15 @@ impl<A> EdgeApp<A> {
         EdgeApp {
             inner: Arc::new(inner),
             head_timeout,
+            keepalive_idle: Duration::from_secs(60),
             metrics,
         }
+    }
+
+    /// With another idle keep-alive timeout than Pingora's 60 s.
+    pub fn with_keepalive_idle(mut self, idle: Duration) -> EdgeApp<A> {
+        self.keepalive_idle = idle;
+        self
     }
 }
 
@@ -440,17 +448,18 @@ where
                 Some(settings) => {
                     pingora::apps::HttpPersistentSettings::apply_to_session(settings, &mut session)
                 }
-                None => {
-                    // As Pingora's own loop does: no keep-alive once shutdown has begun.
-                    let keepalive = (!*shutdown.borrow()).then_some(KEEPALIVE_IDLE.as_secs());
-                    session.set_keepalive(keepalive);
-                    session.set_keepalive_reuses_remaining(
-                        self.inner
-                            .server_options()
-                            .and_then(|o| o.keepalive_request_limit),
-                    );
-                }
+                None => session.set_keepalive_reuses_remaining(
+                    self.inner
+                        .server_options()
+                        .and_then(|o| o.keepalive_request_limit),
+                ),
             }
+            // The idle timeout for the head to come, every time: Pingora turns an HTTP/1.1
+            // request without `Keep-Alive` into an endless keep-alive, which would otherwise
+            // carry over to the next wait. As Pingora's own loop does: no keep-alive once
+            // shutdown has begun.
+            let keepalive = (!*shutdown.borrow()).then_some(self.keepalive_idle.as_secs().max(1));
+            session.set_keepalive(keepalive);
             let outcome = {
                 let request = CURRENT.scope(
                     Arc::clone(&gate),

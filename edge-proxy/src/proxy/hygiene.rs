@@ -2,8 +2,10 @@
 //! size is unreasonable are refused with a JSON error instead of being passed on.
 //!
 //! - HTTP/1.1 without `Host` → 400.
-//! - `Content-Length` together with `Transfer-Encoding` (the classic smuggling vector), or a
-//!   transfer coding other than plain `chunked` → 400.
+//! - A transfer coding other than plain `chunked` → 400. (`Content-Length` together with
+//!   `Transfer-Encoding`, the classic smuggling vector, is settled by Pingora before this runs,
+//!   as RFC 9112 asks: `Content-Length` is dropped and the connection closes after the response.
+//!   The check below stays for any path where both would still arrive.)
 //! - URI longer than the limit → 414; header section larger than the limit → 431.
 //! - Declared body larger than the limit → 413 (streamed bodies are counted as they arrive).
 //!

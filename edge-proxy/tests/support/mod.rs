@@ -27,6 +27,8 @@ pub enum Behaviour {
     /// Checks the SigV4 signature against these test credentials (access key, secret) and
     /// region; 403 when it is missing or wrong, as a Lambda function URL would.
     VerifySigV4(&'static str, &'static str, &'static str),
+    /// Serves requests, but fails its health checks (503).
+    FailHealth,
 }
 
 /// A stub upstream that can be stopped (port closed) and started again on the same port.
@@ -170,6 +172,7 @@ async fn handle(
                         403
                     }
                 }
+                Behaviour::FailHealth => 503,
                 _ => 200,
             }
         } else {
@@ -193,6 +196,7 @@ async fn handle(
                         403
                     }
                 }
+                Behaviour::FailHealth => 200,
             }
         };
         let body = format!(r#"{{"instance":"{name}","path":"{path}"}}"#);

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
+use service_core::body::not_null;
 use service_core::http::{Patch, Versioned};
 use service_core::{validate, ApiError, StoreError};
 
@@ -117,15 +118,20 @@ pub struct CreateProduct {
 }
 
 /// Body of `PATCH /products/{id}`: any subset of the mutable fields; `"category": null` removes
-/// the category. The SKU is the product's external identity and cannot change.
+/// the category (the only field that can be removed: `null` for any other is refused). The SKU
+/// is the product's external identity and cannot change.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProduct {
     #[serde(default)]
     pub sku: Option<serde::de::IgnoredAny>,
+    #[serde(default, deserialize_with = "not_null")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     pub price_cents: Option<u64>,
+    #[serde(default, deserialize_with = "not_null")]
     pub currency: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     pub stock: Option<u32>,
     #[serde(default, deserialize_with = "present")]
     pub category: Option<Option<String>>,
@@ -283,14 +289,33 @@ pub fn validate_name(raw: &str) -> Result<String, ApiError> {
     validate::name(raw, MAX_NAME_CHARS)
 }
 
-/// An ISO 4217 code: three upper-case letters.
+/// The currencies of ISO 4217's active list (the current and the funds codes; not the
+/// precious metals, bond units, SDR, test or "no currency" codes, which price nothing),
+/// sorted for a binary search.
+const ISO_4217: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
+    "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BOV", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD",
+    "CAD", "CDF", "CHE", "CHF", "CHW", "CLF", "CLP", "CNY", "COP", "COU", "CRC", "CUC", "CUP",
+    "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP",
+    "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS",
+    "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW",
+    "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD",
+    "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MXV", "MYR", "MZN", "NAD", "NGN",
+    "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR",
+    "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SLL",
+    "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY",
+    "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "USN", "UYI", "UYU", "UYW", "UZS", "VED", "VES",
+    "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG", "ZWL",
+];
+
+/// A currency of the ISO 4217 list, as its three upper-case letters (`EUR`).
 pub fn validate_currency(raw: &str) -> Result<String, ApiError> {
-    if raw.len() == 3 && raw.bytes().all(|b| b.is_ascii_uppercase()) {
+    if ISO_4217.binary_search(&raw).is_ok() {
         Ok(raw.to_string())
     } else {
         Err(ApiError::invalid_field(
             "currency",
-            "must be an ISO 4217 code: three upper-case letters",
+            "must be an ISO 4217 currency code, such as EUR or USD",
         ))
     }
 }
@@ -328,10 +353,17 @@ mod tests {
 
     #[test]
     fn currencies() {
-        assert!(validate_currency("EUR").is_ok());
-        for bad in ["eur", "EU", "EURO", "E1R", ""] {
+        for good in ["EUR", "USD", "JPY", "CHF", "XOF"] {
+            assert!(validate_currency(good).is_ok(), "{good}");
+        }
+        // Three capitals are not enough: the code must be on the list.
+        for bad in ["eur", "EU", "EURO", "E1R", "", "XYZ", "ABC", "XXX", "XAU"] {
             assert!(validate_currency(bad).is_err(), "{bad}");
         }
+        assert!(
+            ISO_4217.windows(2).all(|w| w[0] < w[1]),
+            "sorted, no duplicates"
+        );
     }
 
     #[test]
@@ -414,9 +446,10 @@ mod properties {
         }
 
         #[test]
-        fn currencies_are_three_capitals(raw in "\\PC{0,6}") {
-            let expected = raw.len() == 3 && raw.bytes().all(|b| b.is_ascii_uppercase());
-            prop_assert_eq!(validate_currency(&raw).is_ok(), expected);
+        fn accepted_currencies_are_three_capitals(raw in "\\PC{0,6}") {
+            if validate_currency(&raw).is_ok() {
+                prop_assert!(raw.len() == 3 && raw.bytes().all(|b| b.is_ascii_uppercase()));
+            }
         }
     }
 }

@@ -312,6 +312,33 @@ async fn release_returns_stock_once() {
 }
 
 #[tokio::test]
+async fn a_product_takes_at_most_a_thousand_open_reservations() {
+    let app = app();
+    let product = create(&app, product_body("MANY-1", 5000)).await;
+    let path = format!("/products/{}/reservations", product["id"].as_str().unwrap());
+    for i in 0..1000 {
+        let reserved = call(&app, Method::POST, &path, Some(json!({"quantity": 1}))).await;
+        assert_eq!(reserved.status(), 201, "reservation {i}");
+    }
+    let refused = call(&app, Method::POST, &path, Some(json!({"quantity": 1}))).await;
+    assert_eq!(refused.status(), 409);
+    assert_eq!(error_code(&refused), "too_many_reservations");
+    let after = json_of(
+        &call(
+            &app,
+            Method::GET,
+            &format!("/products/{}", product["id"].as_str().unwrap()),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(
+        (after["stock"].clone(), after["open_reservations"].clone()),
+        (json!(4000), json!(1000))
+    );
+}
+
+#[tokio::test]
 async fn a_product_with_open_reservations_cannot_be_deleted() {
     let app = app();
     let product = create(&app, product_body("D-1", 5)).await;

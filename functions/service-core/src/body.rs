@@ -5,6 +5,7 @@
 use lambda_http::http::{header, HeaderMap};
 use lambda_http::Body;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use crate::ApiError;
 
@@ -86,6 +87,22 @@ pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &Body) -> Resu
     Ok(value)
 }
 
+/// For a `PATCH` field that can be changed but not removed: absent is `None` (keep it), a value
+/// is `Some`, and `null` is refused (`` `email` cannot be null ``) rather than read as "keep".
+/// Use with `#[serde(default, deserialize_with = "not_null")]`.
+pub fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    match Option::<T>::deserialize(deserializer)? {
+        Some(value) => Ok(Some(value)),
+        None => Err(serde::de::Error::custom(
+            "cannot be null (leave it out to keep the current value)",
+        )),
+    }
+}
+
 /// serde's message without the "at line X column Y" suffix, which helps nobody over HTTP.
 fn describe(error: &serde_json::Error) -> String {
     let text = error.to_string();
@@ -122,7 +139,6 @@ fn missing_or_unknown_field(error: &serde_json::Error) -> Option<FieldRule> {
 mod tests {
     use super::*;
     use lambda_http::http::HeaderValue;
-    use serde::Deserialize;
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -269,6 +285,30 @@ mod tests {
         let deep = format!(r#"{{"name":{}{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
         let (code, _) = code_and_message(parse(&deep));
         assert!(code == "invalid_json" || code == "invalid_field", "{code}");
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Patch {
+        #[serde(default, deserialize_with = "not_null")]
+        email: Option<String>,
+    }
+
+    #[test]
+    fn null_for_a_field_that_cannot_be_removed_is_named() {
+        let headers = json_headers("application/json");
+        let parse = |text: &str| parse_json::<Patch>(&headers, &Body::Text(text.into()));
+        assert_eq!(parse("{}").unwrap().email, None);
+        assert_eq!(
+            parse(r#"{"email":"a@b.co"}"#).unwrap().email.as_deref(),
+            Some("a@b.co")
+        );
+        let error = parse(r#"{"email":null}"#).unwrap_err();
+        assert_eq!(error.code(), "invalid_field");
+        assert!(
+            error.public_message().starts_with("`email` cannot be null"),
+            "{error}"
+        );
     }
 }
 

@@ -355,6 +355,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sdk_failures_are_unavailable_or_internal() {
+        use aws_sdk_dynamodb::error::ErrorMetadata;
+        use aws_sdk_dynamodb::operation::get_item::GetItemError;
+        use aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException;
+
+        let timeout = SdkError::<GetItemError, ()>::timeout_error(std::io::Error::other("slow"));
+        assert!(matches!(
+            sdk_failure("GetItem", timeout),
+            StoreError::Unavailable(_)
+        ));
+        let throttled = GetItemError::ProvisionedThroughputExceededException(
+            ProvisionedThroughputExceededException::builder()
+                .message("slow down")
+                .meta(
+                    ErrorMetadata::builder()
+                        .code("ProvisionedThroughputExceededException")
+                        .build(),
+                )
+                .build(),
+        );
+        let throttled = SdkError::service_error(throttled, ());
+        assert!(matches!(
+            sdk_failure("GetItem", throttled),
+            StoreError::Unavailable(_)
+        ));
+        let broken =
+            SdkError::<GetItemError, ()>::construction_failure(std::io::Error::other("bug"));
+        assert!(matches!(
+            sdk_failure("GetItem", broken),
+            StoreError::Internal(_)
+        ));
+        // And what a client sees of the unavailable kind: 503 with Retry-After.
+        let response =
+            crate::ApiError::from(StoreError::Unavailable("down".into())).into_response();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "1");
+    }
+
+    #[test]
     fn throttling_is_read_from_the_error_code() {
         assert!(is_throttling(Some("ThrottlingException")));
         assert!(is_throttling(Some(

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use service_core::body::not_null;
 use service_core::http::{Patch, Versioned};
 use service_core::{validate, ApiError, StoreError};
 
@@ -69,11 +70,14 @@ pub struct CreateUser {
     pub email: String,
 }
 
-/// Body of `PATCH /users/{id}`: any subset of the fields.
+/// Body of `PATCH /users/{id}`: any subset of the fields (neither can be removed: `null` is
+/// refused).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
+    #[serde(default, deserialize_with = "not_null")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     pub email: Option<String>,
 }
 

@@ -91,6 +91,12 @@ pub(super) fn validate(server: ServerSection) -> Result<ServerConfig, ConfigErro
             "must be from 1 to 600000",
         ));
     }
+    if !(1..=3600).contains(&server.keepalive_idle_seconds) {
+        return Err(ConfigError::new(
+            "server.keepalive-idle-seconds",
+            "must be from 1 to 3600",
+        ));
+    }
     for (field, value, max) in [
         ("server.max-uri-bytes", server.max_uri_bytes, 1 << 20),
         ("server.max-header-bytes", server.max_header_bytes, 1 << 20),
@@ -114,6 +120,7 @@ pub(super) fn validate(server: ServerSection) -> Result<ServerConfig, ConfigErro
         graceful_shutdown_timeout_seconds: server.graceful_shutdown_timeout_seconds,
         client_timeout: Duration::from_millis(server.client_timeout_ms),
         head_timeout: Duration::from_millis(server.head_timeout_ms),
+        keepalive_idle: Duration::from_secs(server.keepalive_idle_seconds),
         limits: Limits {
             max_uri_bytes: server.max_uri_bytes,
             max_header_bytes: server.max_header_bytes,
