@@ -25,7 +25,7 @@ fmt:
 
 lint:
 	cargo fmt --all --check
-	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --locked --workspace --all-targets -- -D warnings
 
 # What the discovery registry of the running `make dev` stack holds.
 instances:
@@ -34,8 +34,10 @@ instances:
 
 # Build both functions for AWS (arm64, release) the way `sam deploy` will: SAM's
 # rust-cargolambda build method, cross-compiled with cargo-lambda and zig from .tools/venv.
-# Size-optimised (opt-level z, fat LTO): the stripped bootstrap stays under 8 MB.
-build-aws: setup
+# Size-optimised (opt-level z, fat LTO): the stripped bootstrap stays under 8 MB. Only the
+# tools are set up first: sam build builds what it needs, nothing else is.
+build-aws:
+	SKIP_BUILD=1 scripts/setup.sh
 	PATH="$(CURDIR)/.tools/venv/bin:$$PATH" SAM_CLI_TELEMETRY=0 SAM_CLI_BETA_RUST_CARGO_LAMBDA=1 \
 		CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=fat \
 		sam build --beta-features --template template.yaml

@@ -182,7 +182,7 @@ print(json.dumps({"rps": med("rps"), "p50_us": med("p50_us"), "p99_us": med("p99
 log "installing and building what the benchmark needs"
 install_tools
 scripts/setup.sh >/dev/null 2>&1 || SKIP_BUILD=1 scripts/setup.sh
-cargo build --release -p edge-proxy -p user-service -p product-service --bins \
+cargo build --locked --release -p edge-proxy -p user-service -p product-service --bins \
     --example limiter_memory --example bare_pingora 2>&1 | tail -n 1
 
 CPU=$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')

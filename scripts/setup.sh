@@ -1,40 +1,64 @@
 #!/usr/bin/env bash
-# Installs what the project needs on a fresh machine, idempotently:
-#   - cmake (Debian package; pingora's zlib-ng build needs it),
-#   - a project-local Python venv in .tools/venv with moto, cargo-lambda, SAM CLI, cfn-lint,
+# Installs what the project needs on a fresh Debian machine, idempotently (a second run changes
+# nothing), saying what it does:
+#   - from apt, whatever is missing of: cmake (pingora's zlib-ng build), curl, make, a C
+#     compiler, python3 with venv and ensurepip;
+#   - a project-local Python venv in .tools/venv with the locked tools (scripts/requirements.lock,
+#     installed with --require-hashes): moto, cargo-lambda, the SAM CLI, cfn-lint;
 #   - one build of the whole workspace into the shared target/ (tests never rebuild it: they
 #     run with `--workspace` too, so Cargo resolves the same features and reuses every crate).
+# The Rust toolchain is rust-toolchain.toml's (rustup reads it); Cargo.lock is never changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+fail() { printf '\033[1;31msetup: %s\033[0m\n' "$*" >&2; exit 1; }
 
-as_root() {
-    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
-}
-
-if ! command -v cmake >/dev/null 2>&1; then
-    log "installing cmake (apt)"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
+# --- Debian packages ------------------------------------------------------------------------
+missing=()
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    missing+=(python3-venv)
 fi
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        as_root() { "$@"; }
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        as_root() { sudo "$@"; }
+    else
+        fail "missing ${missing[*]}, and this user can install nothing (not root, no password-less sudo); install them with apt and run again"
+    fi
+    log "installing from apt: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+        || fail "apt-get could not install ${missing[*]}"
+fi
+command -v cargo >/dev/null 2>&1 || fail "no cargo: install Rust with rustup (rust-toolchain.toml names the version)"
 
+# --- Python tools (locked, with hashes) -------------------------------------------------------
 VENV=.tools/venv
 STAMP="$VENV/.requirements.sha256"
-WANT=$(sha256sum scripts/requirements-dev.txt | cut -d' ' -f1)
+WANT=$(sha256sum scripts/requirements.lock | cut -d' ' -f1)
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
-    log "installing Python tools into $VENV (moto, cargo-lambda, aws-sam-cli, cfn-lint)"
+    log "installing the locked Python tools into $VENV (moto, cargo-lambda, aws-sam-cli, cfn-lint)"
+    rm -rf "$VENV"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-dev.txt
+    "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes \
+        -r scripts/requirements.lock || fail "pip could not install scripts/requirements.lock"
     echo "$WANT" > "$STAMP"
 fi
 
+# --- One build of everything ----------------------------------------------------------------
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     log "building the workspace (debug)"
-    cargo build --workspace --all-targets
+    cargo build --locked --workspace --all-targets
     # `cargo lambda watch` starts each function with `cargo run --bin NAME`. Without the test
     # targets, Cargo resolves a few shared crates with fewer features (dev-dependencies do not
     # count) and builds those again: do it here, so a build error shows up now and not as a
     # function that never warms up.
-    cargo build --bin user-service --bin product-service
+    cargo build --locked --bin user-service --bin product-service
 fi

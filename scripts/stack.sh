@@ -48,6 +48,8 @@ PROXY_BIN="$ROOT/target/debug/edge-proxy"
 FRONT_BIN="$ROOT/target/debug/function-url"
 # The shape a running stack was started in wins over the environment's.
 SHAPE=$(cat "$STATE/shape" 2>/dev/null || echo "$DEFAULT_SHAPE")
+# Hot reload of the functions: on for dev (HOT_RELOAD=0 turns it off), off for test.
+HOT_RELOAD=${HOT_RELOAD:-$([ "$PROFILE" = dev ] && echo 1 || echo 0)}
 
 log() { printf '\033[1m==> [%s] %s\033[0m\n' "$PROFILE" "$*" >&2; }
 
@@ -100,7 +102,7 @@ stop_one() {
 stop_all() {
     [ -d "$STATE" ] || return 0
     # Reverse start order: proxy, function URLs, functions, database.
-    for name in proxy registrar-user-service registrar-product-service front2 front functions2 functions dynamodb; do
+    for name in proxy registrar-user-service registrar-product-service reloader front2 front functions2 functions dynamodb; do
         [ -f "$STATE/$name.pid" ] && stop_one "$STATE/$name.pid"
     done
     rm -f "$STATE/shape" "$STATE/credentials.env"
@@ -166,14 +168,51 @@ start_functions() {
     for port in "$LAMBDA_PORT" "$LAMBDA_PORT2"; do
         port_free "$port" || { log "port $port is in use"; return 1; }
     done
-    start_watch functions "$LAMBDA_PORT"
-    start_watch functions2 "$LAMBDA_PORT2"
+    if [ "$HOT_RELOAD" = 1 ]; then
+        # The first watcher rebuilds on every change; the second never builds (two builds
+        # would fight over target/): the reload follower restarts its functions on the new
+        # binaries once the first has built them.
+        start_watch functions "$LAMBDA_PORT" reload
+        start_watch functions2 "$LAMBDA_PORT2"
+        start reloader "$0" follow-reloads "$PROFILE"
+    else
+        start_watch functions "$LAMBDA_PORT"
+        start_watch functions2 "$LAMBDA_PORT2"
+    fi
 }
 
-start_watch() { # name port
-    start "$1" cargo lambda watch --ignore-changes --disable-cors --quiet \
+start_watch() { # name port [reload]
+    local reload=(--ignore-changes)
+    [ "${3:-}" = reload ] && reload=()
+    start "$1" cargo lambda watch "${reload[@]}" --disable-cors --quiet \
         -A 127.0.0.1 -P "$2" --concurrency 8 --env-file "$STATE/functions.env"
     wait_http "http://127.0.0.1:$2/" 300 "cargo lambda watch on :$2"
+}
+
+# The second instance's function processes, by their binaries, in its process group.
+second_instance_functions() {
+    local group
+    group=$(cat "$STATE/functions2.pid" 2>/dev/null) || return 0
+    pgrep -g "$group" -f 'target/debug/(user|product)-service' || true
+}
+
+follow_reloads() {
+    # When the first watcher has rebuilt a function, stop the second instance's processes of
+    # it: its next request starts the new binary (cargo run finds it built, nothing fights).
+    local seen now
+    seen=$(stat -c %Y target/debug/user-service target/debug/product-service 2>/dev/null | tr '\n' ' ')
+    while sleep 1; do
+        now=$(stat -c %Y target/debug/user-service target/debug/product-service 2>/dev/null | tr '\n' ' ')
+        if [ "$now" != "$seen" ]; then
+            seen=$now
+            local pids
+            pids=$(second_instance_functions)
+            if [ -n "$pids" ]; then
+                log "functions rebuilt: restarting the second instance's on the new binaries"
+                kill $pids 2>/dev/null || true
+            fi
+        fi
+    done
 }
 
 # The URL the proxy reaches an instance of a function by: its function URL stand-in in the
@@ -207,7 +246,7 @@ start_front() { # name front-port lambda-base
 start_fronts() {
     [ "$SHAPE" = aws ] || return 0
     log "starting the function URL stand-ins (SigV4-checked) on localhost:$FRONT_PORT.. and :$FRONT_PORT2.."
-    [ -x "$FRONT_BIN" ] || cargo build --workspace --bin function-url
+    [ -x "$FRONT_BIN" ] || cargo build --locked --workspace --bin function-url
     for port in "$FRONT_PORT" $((FRONT_PORT + 1)) "$FRONT_PORT2" $((FRONT_PORT2 + 1)); do
         port_free "$port" || { log "port $port is in use"; return 1; }
     done
@@ -271,7 +310,7 @@ case "${1:-}" in
         make_credentials
         start_dynamodb
         create_tables
-        [ -x "$PROXY_BIN" ] || cargo build --workspace --bin edge-proxy
+        [ -x "$PROXY_BIN" ] || cargo build --locked --workspace --bin edge-proxy
         start_functions
         warm_functions "$LAMBDA_URL" "$LAMBDA_URL2"
         start_fronts
@@ -299,6 +338,9 @@ case "${1:-}" in
         if [ "$SHAPE" = aws ]; then
             start_front front2 "$FRONT_PORT2" "$LAMBDA_URL2"
         fi
+        ;;
+    follow-reloads)
+        follow_reloads
         ;;
     env)
         echo "E2E_BASE_URL=$PROXY_URL"

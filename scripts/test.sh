@@ -1,27 +1,64 @@
 #!/usr/bin/env bash
 # `make test`: every check the project has, from a clean checkout.
 #   1. install what is missing and build once;
-#   2. formatting, clippy (warnings are errors), template lint (cfn-lint, sam validate --lint);
+#   2. formatting, clippy (warnings are errors), template lint (cfn-lint, sam validate --lint,
+#      scripts/check_template.py), the proxy's configs;
 #   3. unit and integration tests of every crate;
-#   4. start the test stack (its own ports), run the end-to-end tests through the proxy, stop it.
+#   4. start the test stack (its own ports, in AWS's shape), run the end-to-end tests through the
+#      proxy, then the fault tests alone, and stop it.
+# At the end (pass or fail) it prints how long each stage took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.tools/venv/bin:$PATH"
 export AWS_EC2_METADATA_DISABLED=true
 
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
-
 started=$(date +%s)
-step "setup"
+stage_names=()
+stage_seconds=()
+stage=""
+stage_started=$started
+
+# Closes the running stage and opens `$1` (none for the last).
+next_stage() {
+    local now
+    now=$(date +%s)
+    if [ -n "$stage" ]; then
+        stage_names+=("$stage")
+        stage_seconds+=($((now - stage_started)))
+    fi
+    stage=${1:-}
+    stage_started=$now
+    [ -n "$stage" ] && printf '\n\033[1m==> %s\033[0m\n' "$stage"
+    return 0
+}
+
+report() {
+    local status=$?
+    next_stage
+    scripts/stack.sh stop test >/dev/null 2>&1 || true
+    printf '\n\033[1m%-28s %6s\033[0m\n' "stage" "seconds"
+    for i in "${!stage_names[@]}"; do
+        printf '%-28s %6s\n' "${stage_names[$i]}" "${stage_seconds[$i]}"
+    done
+    printf '%-28s %6s\n' "total" "$(( $(date +%s) - started ))"
+    if [ "$status" = 0 ]; then
+        printf '\033[1m==> all checks passed\033[0m\n'
+    else
+        printf '\033[1;31m==> failed (exit %s)\033[0m\n' "$status"
+    fi
+}
+trap report EXIT
+
+next_stage "set-up"
+SKIP_BUILD=1 scripts/setup.sh
+
+next_stage "build"
 scripts/setup.sh
 
-step "cargo fmt --check"
+next_stage "lint"
 cargo fmt --all --check
-
-step "cargo clippy --all-targets -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
-
-step "template lint"
+# The same targets and features as the build: clippy checks what was built, nothing more.
+cargo clippy --locked --workspace --all-targets -- -D warnings
 export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 SAM_CLI_TELEMETRY=0
 cfn-lint template.yaml
 sam validate --lint --template template.yaml
@@ -30,11 +67,10 @@ for config in dev local-aws; do
     ./target/debug/edge-proxy check --config "edge-proxy/config/$config.toml"
 done
 
-step "unit and integration tests"
-cargo test --workspace --exclude e2e
+next_stage "unit and integration tests"
+cargo test --locked --workspace --exclude e2e
 
-step "end-to-end tests against the local stack"
-trap 'scripts/stack.sh stop test' EXIT
+next_stage "end-to-end"
 scripts/stack.sh start test
 set -a
 eval "$(scripts/stack.sh env test)"
@@ -49,9 +85,7 @@ for file in tests/tests/*.rs; do
     name=$(basename "$file" .rs)
     [ "$name" = faults ] || e2e_tests+=(--test "$name")
 done
-cargo test --workspace --no-fail-fast "${e2e_tests[@]}" -- --test-threads 4
+cargo test --locked --workspace --no-fail-fast "${e2e_tests[@]}" -- --test-threads 4
 
-step "fault tests (alone: they pause the DynamoDB endpoint)"
-cargo test --workspace --test faults -- --test-threads 1
-
-step "all checks passed in $(( $(date +%s) - started )) s"
+next_stage "faults"
+cargo test --locked --workspace --test faults -- --test-threads 1
