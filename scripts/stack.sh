@@ -102,7 +102,7 @@ stop_one() {
 stop_all() {
     [ -d "$STATE" ] || return 0
     # Reverse start order: proxy, function URLs, functions, database.
-    for name in proxy registrar-user-service registrar-product-service reloader front2 front functions2 functions dynamodb; do
+    for name in proxy reloader registrar-user-service registrar-product-service front2 front functions2 functions dynamodb; do
         [ -f "$STATE/$name.pid" ] && stop_one "$STATE/$name.pid"
     done
     rm -f "$STATE/shape" "$STATE/credentials.env"
@@ -168,49 +168,44 @@ start_functions() {
     for port in "$LAMBDA_PORT" "$LAMBDA_PORT2"; do
         port_free "$port" || { log "port $port is in use"; return 1; }
     done
-    if [ "$HOT_RELOAD" = 1 ]; then
-        # The first watcher rebuilds on every change; the second never builds (two builds
-        # would fight over target/): the reload follower restarts its functions on the new
-        # binaries once the first has built them.
-        start_watch functions "$LAMBDA_PORT" reload
-        start_watch functions2 "$LAMBDA_PORT2"
-        start reloader "$0" follow-reloads "$PROFILE"
-    else
-        start_watch functions "$LAMBDA_PORT"
-        start_watch functions2 "$LAMBDA_PORT2"
-    fi
+    start_watch functions "$LAMBDA_PORT"
+    start_watch functions2 "$LAMBDA_PORT2"
+    # Hot reload is ours, not cargo lambda watch's: with --concurrency its reload restarts some
+    # of a function's processes and leaves others serving the old build.
+    [ "$HOT_RELOAD" = 1 ] && start reloader "$0" reload-functions "$PROFILE"
+    return 0
 }
 
-start_watch() { # name port [reload]
-    local reload=(--ignore-changes)
-    [ "${3:-}" = reload ] && reload=()
-    start "$1" cargo lambda watch "${reload[@]}" --disable-cors --quiet \
+start_watch() { # name port
+    start "$1" cargo lambda watch --ignore-changes --disable-cors --quiet \
         -A 127.0.0.1 -P "$2" --concurrency 8 --env-file "$STATE/functions.env"
     wait_http "http://127.0.0.1:$2/" 300 "cargo lambda watch on :$2"
 }
 
-# The second instance's function processes, by their binaries, in its process group.
-second_instance_functions() {
-    local group
-    group=$(cat "$STATE/functions2.pid" 2>/dev/null) || return 0
-    pgrep -g "$group" -f 'target/debug/(user|product)-service' || true
+restart_watch() { # name port
+    stop_one "$STATE/$1.pid"
+    port_free "$2" || { log "port $2 is in use"; return 1; }
+    start_watch "$1" "$2"
+    warm_functions "http://127.0.0.1:$2"
 }
 
-follow_reloads() {
-    # When the first watcher has rebuilt a function, stop the second instance's processes of
-    # it: its next request starts the new binary (cargo run finds it built, nothing fights).
-    local seen now
-    seen=$(stat -c %Y target/debug/user-service target/debug/product-service 2>/dev/null | tr '\n' ' ')
+reload_functions() {
+    # On an edit under functions/ (or to the workspace manifest or lock): build once, then
+    # restart the two instances one after the other, so the proxy always has one to send to.
+    # A failed build changes nothing: the last good build keeps serving.
+    local stamp="$STATE/sources.stamp" changed
+    touch "$stamp"
     while sleep 1; do
-        now=$(stat -c %Y target/debug/user-service target/debug/product-service 2>/dev/null | tr '\n' ' ')
-        if [ "$now" != "$seen" ]; then
-            seen=$now
-            local pids
-            pids=$(second_instance_functions)
-            if [ -n "$pids" ]; then
-                log "functions rebuilt: restarting the second instance's on the new binaries"
-                kill $pids 2>/dev/null || true
-            fi
+        changed=$(find functions Cargo.toml Cargo.lock -newer "$stamp" -type f \
+            \( -name '*.rs' -o -name Cargo.toml -o -name Cargo.lock \) -print -quit 2>/dev/null)
+        [ -n "$changed" ] || continue
+        touch "$stamp" # edits made during the build trigger the next round
+        log "$changed changed: rebuilding the functions"
+        if cargo build --locked --bin user-service --bin product-service; then
+            restart_watch functions "$LAMBDA_PORT" && restart_watch functions2 "$LAMBDA_PORT2" &&
+                log "functions reloaded on both instances"
+        else
+            log "the build failed: the last good build keeps serving"
         fi
     done
 }
@@ -339,8 +334,8 @@ case "${1:-}" in
             start_front front2 "$FRONT_PORT2" "$LAMBDA_URL2"
         fi
         ;;
-    follow-reloads)
-        follow_reloads
+    reload-functions)
+        reload_functions
         ;;
     env)
         echo "E2E_BASE_URL=$PROXY_URL"
