@@ -18,13 +18,6 @@ use support::{client, serve_json, serve_response, start_proxy, Behaviour, Stub};
 
 const SECRET: &str = "edge-test-hs256-secret-0123456789abcdef";
 
-fn hex_sha256(text: &str) -> String {
-    edge_proxy::admission::auth::hash_key(text)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn config(upstream: &str, extra_server: &str) -> String {
     format!(
         r#"
@@ -62,7 +55,7 @@ fn config(upstream: &str, extra_server: &str) -> String {
         prefix = "/api/public"
         service = "svc"
         "#,
-        key = hex_sha256("alice-key"),
+        key = support::key_sha256("alice-key"),
     )
 }
 
@@ -200,7 +193,7 @@ async fn the_admin_listener_wants_its_token_beyond_health() {
     let admin_port = support::free_port();
     let extra = format!(
         "admin-listen = \"127.0.0.1:{admin_port}\"\nadmin-token-sha256 = \"{}\"",
-        hex_sha256("admin-secret")
+        support::key_sha256("admin-secret")
     );
     let _proxy = start_proxy(&config(&stub.url(), &extra), None).await;
     let admin = format!("http://127.0.0.1:{admin_port}");
@@ -233,7 +226,7 @@ fn a_public_admin_listener_needs_an_explicit_opt_in_and_a_token() {
     assert_eq!(error.field, "server.admin-listen");
     let error = parse("admin-listen = \"0.0.0.0:9901\"\nadmin-public = true").unwrap_err();
     assert_eq!(error.field, "server.admin-token-sha256");
-    let token = hex_sha256("t");
+    let token = support::key_sha256("t");
     assert!(parse(&format!(
         "admin-listen = \"0.0.0.0:9901\"\nadmin-public = true\nadmin-token-sha256 = \"{token}\""
     ))
@@ -382,7 +375,7 @@ async fn nothing_of_the_clients_travels_inside_a_signed_request() {
         service = "fn"
         auth = "api-key"
         "#,
-        key = hex_sha256("alice-key"),
+        key = support::key_sha256("alice-key"),
         url = stub.url(),
     );
     let signer = Signer::new(SharedCredentialsProvider::new(Credentials::new(

@@ -69,17 +69,9 @@ fn config(upstream: &str) -> String {
         auth = "api-key"
         rate-limit = {{ requests-per-second = 1.0, burst = 3 }}
         "#,
-        good = hex(&sha256("good-key")),
-        narrow = hex(&sha256("narrow-key")),
+        good = support::key_sha256("good-key"),
+        narrow = support::key_sha256("narrow-key"),
     )
-}
-
-fn sha256(key: &str) -> [u8; 32] {
-    edge_proxy::admission::auth::hash_key(key)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn token(scopes: &[&str]) -> String {

@@ -40,10 +40,7 @@ fn config(upstream: &str, auth_extra: &str) -> String {
         service = "svc"
         auth = "any"
         "#,
-        key = edge_proxy::admission::auth::hash_key("ci-key")
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>(),
+        key = support::key_sha256("ci-key"),
     )
 }
 

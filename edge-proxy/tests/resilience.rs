@@ -60,6 +60,23 @@ fn in_pool(proxy: &support::RunningProxy, port: u16) -> bool {
         .any(|i| i.url.port == port)
 }
 
+/// `clients` concurrent clients, each making `each` GETs of `/api/x` that must all succeed.
+async fn concurrent_gets(base: &str, clients: usize, each: usize) {
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let base = base.to_string();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..each {
+                let (status, _) = get(&base, "/api/x").await;
+                assert_eq!(status, 200);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
 async fn get(base: &str, path: &str) -> (u16, String) {
     let response = client().get(format!("{base}{path}")).send().await.unwrap();
     let status = response.status().as_u16();
@@ -465,19 +482,7 @@ async fn least_in_flight_steers_load_away_from_a_slow_instance() {
     let text = config(&[slow.url(), fast.url()], "balancer = \"least-in-flight\"");
     let proxy = start_proxy(&text, None).await;
     // Eight clients, five requests each: while `slow` holds requests, new ones go to `fast`.
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let base = proxy.base.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..5 {
-                let (status, _) = get(&base, "/api/x").await;
-                assert_eq!(status, 200);
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
+    concurrent_gets(&proxy.base, 8, 5).await;
     assert_eq!(slow.count() + fast.count(), 40);
     assert!(
         fast.count() > 3 * slow.count(),
@@ -545,19 +550,7 @@ async fn weights_steer_least_in_flight_traffic() {
         eventually(Duration::from_secs(5), || in_pool(&proxy, heavy.port)).await,
         "the registry instance joins"
     );
-    let mut tasks = Vec::new();
-    for _ in 0..10 {
-        let base = proxy.base.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..6 {
-                let (status, _) = get(&base, "/api/x").await;
-                assert_eq!(status, 200);
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
+    concurrent_gets(&proxy.base, 10, 6).await;
     assert_eq!(light.count() + heavy.count(), 60);
     // Equally fast instances, the heavier one holds four times the in-flight requests.
     assert!(

@@ -236,6 +236,11 @@ static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
 /// A port nothing listens on, never handed out twice in this process: the port is released
 /// before the proxy binds it, so two tests starting at once could otherwise be given the same
 /// one, and one test's requests would reach the other's proxy (or admin listener).
+/// The `key-sha256` a config names an API key by.
+pub fn key_sha256(key: &str) -> String {
+    hex::encode(edge_proxy::admission::auth::hash_key(key))
+}
+
 pub fn free_port() -> u16 {
     let mut given = GIVEN.lock().unwrap();
     loop {
