@@ -192,7 +192,7 @@ restart_watch() { # name port
 reload_functions() {
     # On an edit under functions/ (or to the workspace manifest or lock): build once, then
     # restart the two instances one after the other, so the proxy always has one to send to.
-    # A failed build changes nothing: the last good build keeps serving.
+    # A failed build restarts nothing.
     local stamp="$STATE/sources.stamp" changed
     touch "$stamp"
     while sleep 1; do
@@ -205,7 +205,7 @@ reload_functions() {
             restart_watch functions "$LAMBDA_PORT" && restart_watch functions2 "$LAMBDA_PORT2" &&
                 log "functions reloaded on both instances"
         else
-            log "the build failed: the last good build keeps serving"
+            log "the build failed: nothing restarted; fix it and save again"
         fi
     done
 }
