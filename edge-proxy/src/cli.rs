@@ -230,7 +230,7 @@ async fn registry(command: RegistryCommand) -> Result<(), Error> {
 /// (2 for an invalid config).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    let _log = telemetry::init(cli.log_format);
     match cli.command {
         Command::Check { config } => match load(&config) {
             Ok(_) => {

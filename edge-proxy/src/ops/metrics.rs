@@ -40,6 +40,7 @@ pub struct Metrics {
     panics: IntCounterVec,
     jwks_refreshes: IntCounterVec,
     client_errors: IntCounterVec,
+    log_dropped: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -159,6 +160,11 @@ impl Metrics {
                  too often, by route.",
                 &["route"],
             ),
+            log_dropped: counter(
+                "edge_log_lines_dropped_total",
+                "Log lines (access log included) dropped because stderr could not keep up.",
+                &[],
+            ),
             registry,
         }
     }
@@ -259,6 +265,11 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        let dropped = self.log_dropped.with_label_values::<&str>(&[]);
+        let now = super::telemetry::dropped_lines();
+        if now > dropped.get() {
+            dropped.inc_by(now - dropped.get());
+        }
         let mut buffer = Vec::new();
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
             tracing::error!(%error, "could not encode metrics");
