@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 /// mimalloc instead of glibc malloc: under load the proxy allocates and frees small buffers per
-/// request, and glibc's allocator showed up as a tenth of the profile.
+/// request, and glibc's allocator showed up as a tenth of the profile (`bench/tune.sh` measures
+/// the difference with the `system-allocator` feature).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

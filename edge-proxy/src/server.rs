@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use pingora::server::configuration::ServerConf;
+use pingora::listeners::ListenerConfig;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 
@@ -57,6 +57,97 @@ pub fn build(
     )
 }
 
+/// The Pingora settings the proxy runs with, each measured on its own with `bench/tune.sh`
+/// (README, "Benchmarks"). `examples/bare_pingora.rs` runs with the same, so the bare row is
+/// Pingora as tuned as the edge proxy.
+pub mod tuning {
+    use pingora::listeners::L4BufferSettings;
+    use pingora::server::configuration::ServerConf;
+
+    /// Pingora settings that can matter on the request path.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Tuning {
+        /// Tokio work stealing between a service's threads.
+        pub work_stealing: bool,
+        /// Accept tasks per listening socket.
+        pub listener_tasks: usize,
+        /// Idle upstream connections kept per worker.
+        pub keepalive_pool: usize,
+        /// Downstream read buffer, bytes (0 = unbuffered).
+        pub read_buffer: usize,
+        /// Downstream write buffer, bytes (0 = unbuffered).
+        pub write_buffer: usize,
+    }
+
+    impl Default for Tuning {
+        fn default() -> Tuning {
+            let pingora = ServerConf::default();
+            let buffers = L4BufferSettings::default();
+            Tuning {
+                // Off: each worker thread runs its own connections start to end. With one
+                // thread per service (the benchmark) stealing only adds cross-thread wake-ups:
+                // +15 % req/s on bare Pingora and on the edge proxy (bench/results/tuning.md).
+                work_stealing: false,
+                listener_tasks: pingora.listener_tasks_per_fd,
+                keepalive_pool: pingora.upstream_keepalive_pool_size,
+                read_buffer: buffers.read_capacity(),
+                write_buffer: buffers.write_capacity(),
+            }
+        }
+    }
+
+    impl Tuning {
+        /// The defaults with any `PINGORA_WORK_STEALING` (0/1), `PINGORA_LISTENER_TASKS`,
+        /// `PINGORA_KEEPALIVE_POOL`, `PINGORA_READ_BUFFER` or `PINGORA_WRITE_BUFFER` set in
+        /// the environment applied: for the benchmark's experiments only (the `edge-proxy`
+        /// binary never reads them).
+        pub fn from_env() -> Result<Tuning, String> {
+            fn var<T: std::str::FromStr>(name: &str) -> Result<Option<T>, String> {
+                match std::env::var(name) {
+                    Ok(value) => value
+                        .parse()
+                        .map(Some)
+                        .map_err(|_| format!("{name}={value} is not valid")),
+                    Err(_) => Ok(None),
+                }
+            }
+            let mut tuning = Tuning::default();
+            if let Some(on) = var::<u8>("PINGORA_WORK_STEALING")? {
+                tuning.work_stealing = on == 1;
+            }
+            if let Some(tasks) = var("PINGORA_LISTENER_TASKS")? {
+                tuning.listener_tasks = tasks;
+            }
+            if let Some(pool) = var("PINGORA_KEEPALIVE_POOL")? {
+                tuning.keepalive_pool = pool;
+            }
+            if let Some(read) = var("PINGORA_READ_BUFFER")? {
+                tuning.read_buffer = read;
+            }
+            if let Some(write) = var("PINGORA_WRITE_BUFFER")? {
+                tuning.write_buffer = write;
+            }
+            Ok(tuning)
+        }
+
+        /// Pingora's server configuration for `threads` worker threads.
+        pub fn server_conf(&self, threads: usize) -> ServerConf {
+            ServerConf {
+                threads,
+                work_stealing: self.work_stealing,
+                listener_tasks_per_fd: self.listener_tasks,
+                upstream_keepalive_pool_size: self.keepalive_pool,
+                ..ServerConf::default()
+            }
+        }
+
+        /// The downstream listener's socket buffers.
+        pub fn l4_buffers(&self) -> L4BufferSettings {
+            L4BufferSettings::new(self.read_buffer, self.write_buffer)
+        }
+    }
+}
+
 /// Replacements for the proxy's AWS dependencies, for tests.
 #[derive(Default)]
 pub struct Overrides {
@@ -68,17 +159,17 @@ pub struct Overrides {
     pub resolver: Option<Arc<dyn Resolver>>,
     /// Clock for rate limits instead of the system's.
     pub clock: Option<Arc<dyn Clock>>,
+    /// Pingora settings instead of [`tuning::Tuning::default`] (benchmark experiments).
+    pub tuning: Option<tuning::Tuning>,
 }
 
 /// [`build`] with any of the AWS dependencies replaced.
 pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, ProxyHandle), Error> {
     let registry = overrides.registry;
-    let conf = ServerConf {
-        threads: config.server.threads,
-        grace_period_seconds: Some(config.server.grace_period_seconds),
-        graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout_seconds),
-        ..ServerConf::default()
-    };
+    let tuning = overrides.tuning.unwrap_or_default();
+    let mut conf = tuning.server_conf(config.server.threads);
+    conf.grace_period_seconds = Some(config.server.grace_period_seconds);
+    conf.graceful_shutdown_timeout_seconds = Some(config.server.graceful_shutdown_timeout_seconds);
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let metrics = Arc::new(Metrics::new());
@@ -151,7 +242,9 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
     let app = EdgeApp::new(proxy, config.server.head_timeout, Arc::clone(&metrics))
         .with_keepalive_idle(config.server.keepalive_idle);
     let mut service = Service::new("edge proxy".to_string(), app);
-    service.add_tcp(&config.server.listen.to_string());
+    service.add_listener(
+        ListenerConfig::tcp(config.server.listen.to_string()).l4_buffer(tuning.l4_buffers()),
+    );
     server.add_service(service);
     let handle = ProxyHandle { metrics, pools };
     if let Some(admin_listen) = config.server.admin_listen {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use edge_proxy::config::Config;
+use edge_proxy::server::tuning::Tuning;
 use edge_proxy::server::{build_with, Overrides, ProxyHandle};
 use edge_proxy::upstream::registry::RegistrySource;
 use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
@@ -272,7 +273,17 @@ pub async fn start_proxy(
 }
 
 /// [`start_proxy`] with AWS dependencies replaced.
-pub async fn start_proxy_with(config_text: &str, overrides: Overrides) -> RunningProxy {
+///
+/// The proxy runs with work stealing on, unlike the binary: these tests start many Pingora
+/// servers one after another in one process, and Pingora's no-steal runtime can hand a new
+/// server's thread the runtime of a stopped one whose thread id it reuses
+/// (cloudflare/pingora#981), so the server never listens. The end-to-end suite runs the
+/// binary, with the binary's settings.
+pub async fn start_proxy_with(config_text: &str, mut overrides: Overrides) -> RunningProxy {
+    overrides.tuning.get_or_insert(Tuning {
+        work_stealing: true,
+        ..Tuning::default()
+    });
     let port = free_port();
     let mut text = config_text.replace("{port}", &port.to_string());
     if !text.contains("admin-listen") {
