@@ -14,7 +14,7 @@
 //! store would be needed for global limits; it is deliberately not on this hot path.
 
 use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -88,7 +88,7 @@ impl RateLimiter {
         self.cells.len() * std::mem::size_of::<AtomicU64>()
     }
 
-    fn cell(&self, policy: &RatePolicy, key: &str) -> &AtomicU64 {
+    fn cell<K: Hash + ?Sized>(&self, policy: &RatePolicy, key: &K) -> &AtomicU64 {
         let index =
             (self.hasher.hash_one((policy.name.as_str(), key)) as usize) & (self.cells.len() - 1);
         &self.cells[index]
@@ -96,7 +96,12 @@ impl RateLimiter {
 
     /// Whether `key` is over `policy` at `now`, without counting anything: `Some(seconds)`
     /// until the next request would be allowed.
-    pub fn limited(&self, policy: &RatePolicy, key: &str, now: Instant) -> Option<u64> {
+    pub fn limited<K: Hash + ?Sized>(
+        &self,
+        policy: &RatePolicy,
+        key: &K,
+        now: Instant,
+    ) -> Option<u64> {
         let t = now.saturating_duration_since(self.epoch).as_nanos() as u64 + 1;
         let tolerance = policy
             .interval_ns()
@@ -105,8 +110,9 @@ impl RateLimiter {
         (tat - t > tolerance).then(|| ceil_seconds(tat - t - tolerance).max(1))
     }
 
-    /// Counts one request of `key` under `policy` at `now`.
-    pub fn check(&self, policy: &RatePolicy, key: &str, now: Instant) -> Decision {
+    /// Counts one request of `key` under `policy` at `now`. A key is anything hashable (the
+    /// proxy's are client addresses and consumer ids, never formatted into strings).
+    pub fn check<K: Hash + ?Sized>(&self, policy: &RatePolicy, key: &K, now: Instant) -> Decision {
         let cell = self.cell(policy, key);
         let t = now.saturating_duration_since(self.epoch).as_nanos() as u64 + 1;
         let interval = policy.interval_ns();

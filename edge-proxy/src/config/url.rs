@@ -26,6 +26,8 @@ pub struct UpstreamUrl {
     pub port: u16,
     /// Path every request is sent under, without a trailing slash ("" for none).
     pub base_path: String,
+    /// `host[:port]` as the `Host` header carries it (the port only when not the default).
+    authority: String,
 }
 
 impl UpstreamUrl {
@@ -54,27 +56,29 @@ impl UpstreamUrl {
         }
         let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let base_path = uri.path().trim_end_matches('/').to_string();
+        let default_port = if tls { 443 } else { 80 };
+        let bracketed = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        let authority = if port == default_port {
+            bracketed
+        } else {
+            format!("{bracketed}:{port}")
+        };
         Ok(UpstreamUrl {
             tls,
             host,
             port,
             base_path,
+            authority,
         })
     }
 
     /// The value for the `Host` header sent upstream.
-    pub fn host_header(&self) -> String {
-        let default_port = if self.tls { 443 } else { 80 };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == default_port {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+    pub fn host_header(&self) -> &str {
+        &self.authority
     }
 
     /// True for a host on this machine: `localhost` or a loopback address literal.

@@ -1,8 +1,11 @@
 //! The proxy's Prometheus metrics, owned by one struct (no global registry) and rendered in the
 //! text format by the admin listener.
 
+use std::sync::OnceLock;
+
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Why a request was refused before it was routed (the `reason` label).
@@ -179,20 +182,12 @@ impl Metrics {
     /// One request answered. `method` is the client's: anything outside the standard methods
     /// is counted as `OTHER`, so clients cannot mint label values (and series) at will.
     pub fn request(&self, route: &str, method: &str, status: u16, seconds: f64) {
-        let method = match method {
-            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
-            _ => "OTHER",
-        };
-        let class = match status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            500..=599 => "5xx",
-            _ => "none",
-        };
         self.requests
-            .with_label_values(&[route, method, class])
+            .with_label_values(&[
+                route,
+                METHODS[method_index(method)],
+                CLASSES[class_index(status)],
+            ])
             .inc();
         self.request_seconds
             .with_label_values(&[route])
@@ -203,6 +198,18 @@ impl Metrics {
         self.upstream_seconds
             .with_label_values(&[service])
             .observe(seconds);
+    }
+
+    /// The series of one route (and of the service it goes to), resolved once: counting a
+    /// request through them hashes no label values.
+    pub fn route(&self, route: &str, service: &str) -> RouteMetrics {
+        RouteMetrics {
+            route: route.to_string(),
+            requests: self.requests.clone(),
+            counters: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
+            seconds: self.request_seconds.with_label_values(&[route]),
+            upstream_seconds: self.upstream_seconds.with_label_values(&[service]),
+        }
     }
 
     pub fn retry(&self, service: &str) {
@@ -278,6 +285,62 @@ impl Metrics {
     }
 }
 
+/// The `method` label values: the standard methods, then `OTHER` for anything else.
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER",
+];
+
+/// The `status` label values: the class of the status, `none` when no response was written.
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+fn method_index(method: &str) -> usize {
+    METHODS[..7].iter().position(|m| *m == method).unwrap_or(7)
+}
+
+fn class_index(status: u16) -> usize {
+    match status {
+        100..=599 => usize::from(status / 100 - 1),
+        _ => 5,
+    }
+}
+
+/// One route's request series (see [`Metrics::route`]). The counter of each method and status
+/// class is looked up the first time it is used, so unused combinations export no series.
+pub struct RouteMetrics {
+    route: String,
+    requests: IntCounterVec,
+    counters: [[OnceLock<IntCounter>; 6]; 8],
+    seconds: Histogram,
+    upstream_seconds: Histogram,
+}
+
+impl RouteMetrics {
+    /// One request on this route answered (as [`Metrics::request`]).
+    pub fn request(&self, method: &str, status: u16, seconds: f64) {
+        let (m, c) = (method_index(method), class_index(status));
+        self.counters[m][c]
+            .get_or_init(|| {
+                self.requests
+                    .with_label_values(&[self.route.as_str(), METHODS[m], CLASSES[c]])
+            })
+            .inc();
+        self.seconds.observe(seconds);
+    }
+
+    /// Time spent on an upstream attempt of this route's service.
+    pub fn upstream(&self, seconds: f64) {
+        self.upstream_seconds.observe(seconds);
+    }
+}
+
+impl std::fmt::Debug for RouteMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteMetrics")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +357,30 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("BREW") && !text.contains("RANDOM"));
+    }
+
+    #[test]
+    fn route_handles_count_into_the_same_series() {
+        let metrics = Metrics::new();
+        let route = metrics.route("/api/users", "users");
+        route.request("GET", 200, 0.01);
+        route.request("BREW", 0, 0.01);
+        metrics.request("/api/users", "GET", 204, 0.01);
+        route.upstream(0.002);
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                "edge_requests_total{method=\"GET\",route=\"/api/users\",status=\"2xx\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "edge_requests_total{method=\"OTHER\",route=\"/api/users\",status=\"none\"} 1"
+        ));
+        assert!(text.contains("edge_request_duration_seconds_count{route=\"/api/users\"} 3"));
+        assert!(text.contains("edge_upstream_duration_seconds_count{service=\"users\"} 1"));
+        // No series for combinations never seen.
+        assert!(!text.contains("method=\"POST\""));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Admission on the request path: authentication, scopes and the rate limit, in that order,
 //! with the `WWW-Authenticate` challenge and `RateLimit` headers a refusal carries.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use pingora::proxy::Session;
@@ -10,6 +11,13 @@ use super::{EdgeProxy, ProxyError};
 use crate::admission::auth::{AuthError, Authenticator};
 use crate::admission::ratelimit::Decision;
 use crate::config::{AuthMode, Route};
+
+/// What a limit counts a request under: its consumer once authenticated, else its client.
+#[derive(Hash)]
+enum LimitKey<'a> {
+    Client(IpAddr),
+    Consumer(&'a str),
+}
 
 fn challenge(mode: AuthMode, error: AuthError) -> &'static str {
     match (mode, error) {
@@ -35,7 +43,9 @@ impl EdgeProxy {
     ) -> Option<(ProxyError, Vec<(&'static str, String)>)> {
         let headers = &session.req_header().headers;
         let now = self.clock.now();
-        let client_key = ctx.client.map(|ip| self.client.limit_key(ip));
+        let client_key = ctx
+            .client
+            .map(|ip| LimitKey::Client(self.client.limit_ip(ip)));
         let failure_limit = match (&self.failure_limit, &client_key) {
             (Some(policy), Some(key)) if route.auth != AuthMode::Public => Some((policy, key)),
             _ => None,
@@ -77,10 +87,14 @@ impl EdgeProxy {
         };
         if let Some(policy) = &route.rate_limit {
             let key = match &identity {
-                Some(identity) => format!("consumer:{}", identity.id),
-                None => client_key.unwrap_or_default(),
+                Some(identity) => Some(LimitKey::Consumer(identity.id.as_str())),
+                None => client_key,
             };
-            let decision = self.limiter.check(policy, &key, now);
+            // A request without a client address (not over TCP) shares one budget.
+            let decision = match &key {
+                Some(key) => self.limiter.check(policy, key, now),
+                None => self.limiter.check(policy, "", now),
+            };
             ctx.rate = Some((Arc::clone(policy), decision));
             if let Decision::Limited {
                 retry_after_seconds,

@@ -46,17 +46,26 @@ impl ClientAddress {
         Some(client)
     }
 
-    /// The key limits count `ip` under: the address, or for IPv6 its network.
-    pub fn limit_key(&self, ip: IpAddr) -> String {
+    /// What limits count `ip` under: the address, or for IPv6 its network (the address with
+    /// the host bits cleared; an IPv4-mapped address as the IPv4 one).
+    pub fn limit_ip(&self, ip: IpAddr) -> IpAddr {
         match ip {
-            IpAddr::V4(v4) => format!("ip:{v4}"),
+            IpAddr::V4(_) => ip,
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => format!("ip:{v4}"),
+                Some(v4) => IpAddr::V4(v4),
                 None => match Ipv6Net::new(v6, self.ipv6_prefix_length) {
-                    Ok(net) => format!("ip6:{}", net.trunc()),
-                    Err(_) => format!("ip6:{v6}"),
+                    Ok(net) => IpAddr::V6(net.trunc().network()),
+                    Err(_) => ip,
                 },
             },
+        }
+    }
+
+    /// [`Self::limit_ip`] as text: `ip:<v4>` or `ip6:<network>/<prefix length>`.
+    pub fn limit_key(&self, ip: IpAddr) -> String {
+        match self.limit_ip(ip) {
+            IpAddr::V4(v4) => format!("ip:{v4}"),
+            IpAddr::V6(v6) => format!("ip6:{v6}/{}", self.ipv6_prefix_length),
         }
     }
 }

@@ -3,14 +3,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use smallvec::SmallVec;
+
 use super::hygiene::Utf8Check;
 use super::RouteTarget;
 use crate::admission::auth::{AuthError, Identity};
 use crate::admission::ratelimit::Decision;
 use crate::config::RatePolicy;
-use crate::ops::metrics::Metrics;
 use crate::ops::trace::TraceContext;
-use crate::upstream::pool::{Attempt, InstanceId};
+use crate::upstream::pool::{Attempt, Instance, InstanceId};
 
 /// What authentication concluded, for the access log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,13 +64,15 @@ pub struct RequestCtx {
     /// The route and its service's pool, once routed.
     pub route: Option<Arc<RouteTarget>>,
     pub attempt: Option<Attempt>,
-    /// Instances this request has tried (a retry goes elsewhere).
-    pub tried: Vec<InstanceId>,
+    /// Instances this request has tried (a retry goes elsewhere); at most
+    /// [`super::MAX_ATTEMPTS`], so kept inline.
+    pub tried: SmallVec<[InstanceId; 2]>,
     pub attempts: u32,
     pub upstream_started: Option<Instant>,
     /// Set when a phase has already decided whether the current failure is retried.
     pub retry_decided: Option<bool>,
-    pub last_instance: Option<String>,
+    /// The instance of the latest attempt, for the access log.
+    pub last_instance: Option<Arc<Instance>>,
     pub identity: Option<Identity>,
     pub rate: Option<(Arc<RatePolicy>, Decision)>,
     pub auth_outcome: AuthOutcome,
@@ -90,7 +93,7 @@ impl RequestCtx {
             client: None,
             route: None,
             attempt: None,
-            tried: Vec::new(),
+            tried: SmallVec::new(),
             attempts: 0,
             upstream_started: None,
             retry_decided: None,
@@ -107,9 +110,9 @@ impl RequestCtx {
     }
 
     /// Upstream time of the attempt that just ended, into the metrics.
-    pub fn end_upstream(&mut self, metrics: &Metrics) {
+    pub fn end_upstream(&mut self) {
         if let (Some(started), Some(route)) = (self.upstream_started.take(), &self.route) {
-            metrics.upstream(&route.pool.config.name, started.elapsed().as_secs_f64());
+            route.metrics.upstream(started.elapsed().as_secs_f64());
         }
     }
 }

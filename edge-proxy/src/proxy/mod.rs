@@ -42,7 +42,7 @@ use crate::admission::auth::Authenticator;
 use crate::admission::ratelimit::RateLimiter;
 use crate::config::{Config, Limits, RatePolicy, Route};
 use crate::ops::clock::Clock;
-use crate::ops::metrics::Metrics;
+use crate::ops::metrics::{Metrics, RouteMetrics};
 use crate::ops::trace::{request_id, TraceContext};
 use crate::upstream::discovery::static_specs;
 use crate::upstream::pool::ServicePool;
@@ -54,13 +54,18 @@ use forwarding::Forwarding;
 use routing::{client_location, RouteError, Router};
 
 /// Attempts per request: the first try and at most one retry.
-const MAX_ATTEMPTS: u32 = 2;
+pub(crate) const MAX_ATTEMPTS: u32 = 2;
+
+/// `-` in the access log, for what a request did not have.
+const NONE: &str = "-";
 
 /// A route and the pool of the service it goes to, joined once when the proxy is built.
 #[derive(Debug)]
 pub struct RouteTarget {
     pub route: Route,
     pub pool: Arc<ServicePool>,
+    /// The route's request series and its service's upstream series.
+    pub metrics: RouteMetrics,
 }
 
 impl AsRef<Route> for RouteTarget {
@@ -130,6 +135,7 @@ impl EdgeProxy {
                 Some(RouteTarget {
                     route: route.clone(),
                     pool: Arc::clone(pool),
+                    metrics: metrics.route(&route.prefix, &route.service),
                 })
             })
             .collect();
@@ -249,8 +255,7 @@ impl ProxyHttp for EdgeProxy {
         if hygiene::declares_json(session.req_header()) {
             ctx.utf8 = Some(hygiene::Utf8Check::default());
         }
-        let path = session.req_header().uri.path().to_string();
-        let target = match self.router.route(&path) {
+        let target = match self.router.route(session.req_header().uri.path()) {
             Ok(target) => Arc::clone(target),
             Err(RouteError::BadPath) => {
                 ProxyError::BadRequest("malformed or non-canonical path")
@@ -350,7 +355,7 @@ impl ProxyHttp for EdgeProxy {
         let instance = Arc::clone(&attempt.instance);
         ctx.tried.push(instance.id);
         ctx.attempts += 1;
-        ctx.last_instance = Some(instance.url.to_string());
+        ctx.last_instance = Some(Arc::clone(&instance));
         ctx.attempt = Some(attempt);
         ctx.upstream_started = Some(Instant::now());
         let peer = instance
@@ -374,6 +379,7 @@ impl ProxyHttp for EdgeProxy {
         Forwarding {
             route: &target.route,
             url: &attempt.instance.url,
+            host: &attempt.instance.host,
             request_id: &ctx.request_id,
             trace: ctx.trace.as_ref(),
             identity: ctx.identity.as_ref(),
@@ -406,12 +412,12 @@ impl ProxyHttp for EdgeProxy {
             // The upstream refused the proxy's own signature: not the client's fault, and not
             // something another try fixes.
             tracing::error!(request_id = %ctx.request_id, status, service = %pool.config.name, "signed upstream refused the request");
-            ctx.end_upstream(&self.metrics);
+            ctx.end_upstream();
             ctx.retry_decided = Some(false);
             return Err(ProxyError::BadGateway.into_pingora());
         }
         let failure = pool.config.failure_statuses.contains(&status);
-        ctx.end_upstream(&self.metrics);
+        ctx.end_upstream();
         if let Some(attempt) = ctx.attempt.as_mut() {
             if failure {
                 attempt.failed();
@@ -443,7 +449,7 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        ctx.end_upstream(&self.metrics);
+        ctx.end_upstream();
         if let Some(attempt) = ctx.attempt.as_mut() {
             attempt.failed();
         }
@@ -466,7 +472,7 @@ impl ProxyHttp for EdgeProxy {
             e.set_retry(decided);
             return e;
         }
-        ctx.end_upstream(&self.metrics);
+        ctx.end_upstream();
         let upstream_fault = *e.esource() == ErrorSource::Upstream;
         if upstream_fault {
             if let Some(attempt) = ctx.attempt.as_mut() {
@@ -533,18 +539,24 @@ impl ProxyHttp for EdgeProxy {
         let request = session.req_header();
         let route = ctx.route.as_ref().map_or("-", |r| r.route.prefix.as_str());
         let latency = ctx.started.elapsed().as_secs_f64();
-        self.metrics
-            .request(route, request.method.as_str(), status, latency);
+        match &ctx.route {
+            Some(target) => target
+                .metrics
+                .request(request.method.as_str(), status, latency),
+            None => self
+                .metrics
+                .request("-", request.method.as_str(), status, latency),
+        }
         tracing::info!(
             target: "access",
             request_id = %ctx.request_id,
-            trace_id = ctx.trace.as_ref().map_or("-", |t| t.trace_id.as_str()),
+            trace_id = ctx.trace.as_ref().map_or("-", |t| t.trace_id()),
             method = %request.method,
             path = %request.uri.path(),
             route,
             status,
             latency_ms = latency * 1000.0,
-            upstream = ctx.last_instance.as_deref().unwrap_or("-"),
+            upstream = %ctx.last_instance.as_ref().map_or(&NONE as &dyn std::fmt::Display, |i| &i.url),
             retries = ctx.attempts.saturating_sub(1),
             client = %ctx.client.map_or_else(|| "-".to_string(), |ip| ip.to_string()),
             consumer = ctx.identity.as_ref().map_or("-", |i| i.id.as_str()),

@@ -58,12 +58,16 @@ pub fn check_path(path: &str) -> Result<(), RouteError> {
     if !path.starts_with('/') || path.contains('\\') || path.contains("//") {
         return Err(RouteError::BadPath);
     }
-    let lower = path.to_ascii_lowercase();
-    // Encoded '.', '/', '\' and '%' (double encoding) have no business in this API's paths.
-    if ["%2e", "%2f", "%5c", "%25", "%00"]
-        .iter()
-        .any(|enc| lower.contains(enc))
-    {
+    // Encoded '.', '/', '\', '%' (double encoding) and NUL have no business in this API's
+    // paths (either case of hex digit).
+    let encoded = |w: &[u8]| {
+        w[0] == b'%'
+            && matches!(
+                (w[1], w[2].to_ascii_lowercase()),
+                (b'2', b'e' | b'f' | b'5') | (b'5', b'c') | (b'0', b'0')
+            )
+    };
+    if path.as_bytes().windows(3).any(encoded) {
         return Err(RouteError::BadPath);
     }
     if path
@@ -151,9 +155,16 @@ mod tests {
             "api/users",
             "/api/users/a b",
             "/api/users/%00",
+            "/api/users/%5c..%5Cproducts",
+            "/api/users%2f..%2fproducts",
+            "/api/users/%2e",
+            "/api/users/%25",
         ] {
             assert_eq!(r.route(bad).unwrap_err(), RouteError::BadPath, "{bad}");
         }
+        // Percent-encoding of anything else is fine.
+        assert!(r.route("/api/users/caf%C3%A9").is_ok());
+        assert!(r.route("/api/users/a%20b%2").is_ok());
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl HealthService {
         let Some(address) = instance.next_address() else {
             return false;
         };
-        let mut checker = HttpHealthCheck::new(&instance.url.host_header(), instance.url.tls);
+        let mut checker = HttpHealthCheck::new(instance.url.host_header(), instance.url.tls);
         let path = format!("{}{}", instance.url.base_path, config.path);
         match path.parse::<http::Uri>() {
             Ok(uri) => checker.req.set_uri(uri),

@@ -48,6 +48,8 @@ pub type InstanceId = u64;
 pub struct Instance {
     pub id: InstanceId,
     pub url: UpstreamUrl,
+    /// `url`'s `Host` header value, made once.
+    pub host: http::HeaderValue,
     /// Every address the host resolved to (empty until it first resolves).
     addresses: ArcSwap<Vec<SocketAddr>>,
     /// Which address the next connection goes to.
@@ -67,6 +69,9 @@ impl Instance {
     fn new(id: InstanceId, spec: &InstanceSpec, breaker: BreakerConfig) -> Instance {
         Instance {
             id,
+            // A parsed URL's authority is always a valid header value.
+            host: http::HeaderValue::from_str(spec.url.host_header())
+                .unwrap_or_else(|_| http::HeaderValue::from_static("invalid-host")),
             url: spec.url.clone(),
             addresses: ArcSwap::from_pointee(Vec::new()),
             next_address: AtomicUsize::new(0),

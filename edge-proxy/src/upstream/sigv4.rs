@@ -117,7 +117,7 @@ pub async fn sign_request(
     let signable = Signable {
         method: request.method.as_str(),
         url: &url_text,
-        host: &host,
+        host,
         body,
     };
     let headers = signed_headers(&credentials, region, "lambda", signable, SystemTime::now())?;
