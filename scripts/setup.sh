@@ -2,7 +2,8 @@
 # Installs what the project needs on a fresh Debian machine, idempotently (a second run changes
 # nothing), saying what it does:
 #   - from apt, whatever is missing of: cmake (pingora's zlib-ng build), curl, make, a C
-#     compiler, python3 with venv and ensurepip;
+#     compiler, python3 with venv and ensurepip, redis-server (global rate limits: the tests
+#     and `make dev` start their own on a free port);
 #   - a project-local Python venv in .tools/venv with the locked tools (scripts/requirements.lock,
 #     installed with --require-hashes): moto, cargo-lambda, the SAM CLI, cfn-lint;
 #   - one build of the whole workspace into the shared target/ (tests never rebuild it: they
@@ -21,6 +22,7 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     missing+=(python3-venv)
 fi

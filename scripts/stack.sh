@@ -22,7 +22,8 @@
 #                                    fault test killed it
 #
 # PROFILE is `dev` (ports 4566 / 9000 / 8080) or `test` (4576 / 9100 / 8180), so `make test`
-# can run while `make dev` is up. Every process is started in its own session and stopped by
+# can run while `make dev` is up. When the proxy's config has a global rate limit, a
+# redis-server (Debian's, no persistence) is started for it on :6390 (dev) or :6391 (test). Every process is started in its own session and stopped by
 # process group, so nothing is left behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,9 +32,9 @@ export PATH="$ROOT/.tools/venv/bin:$PATH"
 
 PROFILE=${2:-dev}
 case "$PROFILE" in
-    dev) DYNAMO_PORT=${DYNAMO_PORT:-4566}; LAMBDA_PORT=${LAMBDA_PORT:-9000}; LAMBDA_PORT2=${LAMBDA_PORT2:-9001}; PROXY_PORT=${PROXY_PORT:-8080}; ADMIN_PORT=${ADMIN_PORT:-9901}; FRONT_PORT=${FRONT_PORT:-9200}; FRONT_PORT2=${FRONT_PORT2:-9210}
+    dev) DYNAMO_PORT=${DYNAMO_PORT:-4566}; LAMBDA_PORT=${LAMBDA_PORT:-9000}; LAMBDA_PORT2=${LAMBDA_PORT2:-9001}; PROXY_PORT=${PROXY_PORT:-8080}; ADMIN_PORT=${ADMIN_PORT:-9901}; FRONT_PORT=${FRONT_PORT:-9200}; FRONT_PORT2=${FRONT_PORT2:-9210}; REDIS_PORT=${REDIS_PORT:-6390}
          DEFAULT_SHAPE=$([ "${AWS_SHAPE:-0}" = 1 ] && echo aws || echo plain) ;;
-    test) DYNAMO_PORT=${DYNAMO_PORT:-4576}; LAMBDA_PORT=${LAMBDA_PORT:-9100}; LAMBDA_PORT2=${LAMBDA_PORT2:-9101}; PROXY_PORT=${PROXY_PORT:-8180}; ADMIN_PORT=${ADMIN_PORT:-9911}; FRONT_PORT=${FRONT_PORT:-9300}; FRONT_PORT2=${FRONT_PORT2:-9310}
+    test) DYNAMO_PORT=${DYNAMO_PORT:-4576}; LAMBDA_PORT=${LAMBDA_PORT:-9100}; LAMBDA_PORT2=${LAMBDA_PORT2:-9101}; PROXY_PORT=${PROXY_PORT:-8180}; ADMIN_PORT=${ADMIN_PORT:-9911}; FRONT_PORT=${FRONT_PORT:-9300}; FRONT_PORT2=${FRONT_PORT2:-9310}; REDIS_PORT=${REDIS_PORT:-6391}
          DEFAULT_SHAPE=$([ "${AWS_SHAPE:-1}" = 0 ] && echo plain || echo aws) ;;
     *) echo "unknown profile: $PROFILE (dev or test)" >&2; exit 2 ;;
 esac
@@ -102,7 +103,7 @@ stop_one() {
 stop_all() {
     [ -d "$STATE" ] || return 0
     # Reverse start order: proxy, function URLs, functions, database.
-    for name in proxy reloader registrar-user-service registrar-product-service front2 front functions2 functions dynamodb; do
+    for name in proxy redis reloader registrar-user-service registrar-product-service front2 front functions2 functions dynamodb; do
         [ -f "$STATE/$name.pid" ] && stop_one "$STATE/$name.pid"
     done
     rm -f "$STATE/shape" "$STATE/credentials.env"
@@ -270,6 +271,10 @@ start_proxy() {
         sed -e "s/127.0.0.1:8080/127.0.0.1:$PROXY_PORT/; s/127.0.0.1:9901/127.0.0.1:$ADMIN_PORT/; s/127.0.0.1:9000/127.0.0.1:$LAMBDA_PORT/g" \
             edge-proxy/config/dev.toml >"$STATE/proxy.toml"
     fi
+    sed -i -e "s#redis://127.0.0.1:6390#redis://127.0.0.1:$REDIS_PORT#" "$STATE/proxy.toml"
+    if grep -q 'scope = "global"' "$STATE/proxy.toml"; then
+        start_redis
+    fi
     if [ "$PROFILE" = test ]; then
         # Cut stalled and slow clients sooner, so the hostile-input suite can watch it happen.
         sed -i -e "s/^client-timeout-ms = .*/client-timeout-ms = 3000/" \
@@ -282,6 +287,18 @@ start_proxy() {
     until [ "$(curl -s -o /dev/null -w '%{http_code}' "$ADMIN_URL/readyz")" = 200 ]; do
         [ $SECONDS -ge $deadline ] && { log "edge proxy not ready: $(curl -s "$ADMIN_URL/readyz")"; return 1; }
         sleep 0.3
+    done
+}
+
+start_redis() {
+    log "starting redis-server (global rate limits) on :$REDIS_PORT"
+    command -v redis-server >/dev/null || { log "no redis-server: run scripts/setup.sh"; return 1; }
+    port_free "$REDIS_PORT" || { log "port $REDIS_PORT is in use"; return 1; }
+    start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no
+    local deadline=$((SECONDS + 10))
+    until ! port_free "$REDIS_PORT"; do
+        [ $SECONDS -ge $deadline ] && { log "redis-server did not start"; return 1; }
+        sleep 0.1
     done
 }
 

@@ -33,11 +33,7 @@ fn main() {
         counts
     };
     let limiter = RateLimiter::new(1 << 20);
-    let policy = RatePolicy {
-        name: "bench".into(),
-        rate_per_second: 100.0,
-        burst: 200,
-    };
+    let policy = RatePolicy::local("bench", 100.0, 200);
     // Touch every cell once so the table is resident before measuring.
     let now = Instant::now();
     for i in 0..(1u64 << 21) {

@@ -12,8 +12,9 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admission::auth::Authenticator;
+use crate::admission::global::{GlobalLimiter, RedisStore, TokenStore};
 use crate::admission::jwks::{self, JwksRefresher};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::error::Error;
 use crate::ops::admin::AdminApp;
 use crate::ops::clock::{Clock, SystemClock};
@@ -161,6 +162,8 @@ pub struct Overrides {
     pub clock: Option<Arc<dyn Clock>>,
     /// Pingora settings instead of [`tuning::Tuning::default`] (benchmark experiments).
     pub tuning: Option<tuning::Tuning>,
+    /// Store of global rate limits instead of Redis at `[redis].url`.
+    pub limit_store: Option<Arc<dyn TokenStore>>,
 }
 
 /// [`build`] with any of the AWS dependencies replaced.
@@ -203,7 +206,32 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
     let clock = overrides
         .clock
         .unwrap_or_else(|| Arc::new(SystemClock) as Arc<dyn Clock>);
-    let proxy = EdgeProxy::new(config, Arc::clone(&metrics), auth, signer.clone(), clock);
+    let global = match &config.redis {
+        None => None,
+        Some(redis) => {
+            let store: Arc<dyn TokenStore> = match overrides.limit_store {
+                Some(store) => store,
+                None => Arc::new(
+                    RedisStore::new(redis)
+                        .map_err(|e| Error::Config(ConfigError::new("redis.url", e.to_string())))?,
+                ),
+            };
+            Some(Arc::new(GlobalLimiter::new(
+                store,
+                redis,
+                Arc::clone(&metrics),
+                Arc::clone(&clock),
+            )))
+        }
+    };
+    let proxy = EdgeProxy::new(
+        config,
+        Arc::clone(&metrics),
+        auth,
+        signer.clone(),
+        clock,
+        global,
+    );
     let pools = proxy.pools();
 
     let registry = match (registry, &config.registry) {

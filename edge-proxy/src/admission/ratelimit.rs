@@ -150,11 +150,7 @@ mod tests {
     fn looking_does_not_count() {
         // Enough cells that two keys share one about once in a million runs.
         let limiter = RateLimiter::new(1 << 20);
-        let policy = RatePolicy {
-            name: "failures".into(),
-            rate_per_second: 1.0,
-            burst: 2,
-        };
+        let policy = RatePolicy::local("failures", 1.0, 2);
         let t0 = Instant::now();
         for _ in 0..10 {
             assert_eq!(limiter.limited(&policy, "ip:1", t0), None);
@@ -178,11 +174,7 @@ mod tests {
     use std::time::Duration;
 
     fn policy(rate: f64, burst: u32) -> RatePolicy {
-        RatePolicy {
-            name: "test".into(),
-            rate_per_second: rate,
-            burst,
-        }
+        RatePolicy::local("test", rate, burst)
     }
 
     #[test]

@@ -20,6 +20,40 @@ pub struct Config {
     pub auth: AuthConfig,
     pub rate_limit_cells: usize,
     pub dns: DnsConfig,
+    /// The store of global rate limits, when a policy is global.
+    pub redis: Option<RedisConfig>,
+}
+
+/// `[redis]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    pub url: String,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub lease: u32,
+    pub lease_ttl: Duration,
+}
+
+/// Where a rate limit is counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LimitScope {
+    /// By each replica on its own: N replicas allow N times the rate.
+    #[default]
+    Local,
+    /// In Redis, shared by every replica.
+    Global,
+}
+
+/// What a global limit does while Redis cannot answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreFailure {
+    /// Admit (no `RateLimit` headers).
+    #[default]
+    Open,
+    /// Refuse with 429 and `Retry-After: 1`.
+    Closed,
 }
 
 /// `[dns]`: how instance host names are resolved.
@@ -237,9 +271,23 @@ pub struct RatePolicy {
     pub name: String,
     pub rate_per_second: f64,
     pub burst: u32,
+    pub scope: LimitScope,
+    /// Only for [`LimitScope::Global`].
+    pub on_store_error: StoreFailure,
 }
 
 impl RatePolicy {
+    /// A policy each replica enforces on its own.
+    pub fn local(name: &str, rate_per_second: f64, burst: u32) -> RatePolicy {
+        RatePolicy {
+            name: name.to_string(),
+            rate_per_second,
+            burst,
+            scope: LimitScope::Local,
+            on_store_error: StoreFailure::Open,
+        }
+    }
+
     /// Nanoseconds between two requests at the sustained rate.
     pub fn interval_ns(&self) -> u64 {
         (1e9 / self.rate_per_second).max(1.0) as u64

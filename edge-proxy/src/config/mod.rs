@@ -128,6 +128,36 @@ mod tests {
     }
 
     #[test]
+    fn global_limits_need_redis_and_say_what_is_wrong() {
+        let global = GOOD.replace(
+            "strip-prefix = \"/api\"\n",
+            "strip-prefix = \"/api\"\n        rate-limit = { requests-per-second = 1.0, burst = 5, scope = \"global\", on-store-error = \"closed\" }\n",
+        );
+        assert_eq!(error_field(&global), "routes[0].rate-limit.scope");
+        let redis = |url: &str| format!("{global}\n[redis]\nurl = \"{url}\"\n");
+        let config = Config::parse(&redis("redis://:secret@10.0.0.5:6379")).unwrap();
+        let policy = config.routes[0].rate_limit.as_ref().unwrap();
+        assert_eq!(policy.scope, LimitScope::Global);
+        assert_eq!(policy.on_store_error, StoreFailure::Closed);
+        assert_eq!(config.redis.unwrap().lease, 10);
+        let tls = Config::parse(&redis("rediss://10.0.0.5:6379")).unwrap_err();
+        assert_eq!(tls.field, "redis.url");
+        // The URL may hold a password: the error never repeats it.
+        let bad = Config::parse(&redis("redis://:secret@[nope")).unwrap_err();
+        assert_eq!(bad.field, "redis.url");
+        assert!(!bad.to_string().contains("secret"), "{bad}");
+        let local_with_failure_mode = global.replace("scope = \"global\", ", "");
+        assert_eq!(
+            error_field(&local_with_failure_mode),
+            "routes[0].rate-limit.on-store-error"
+        );
+        assert_eq!(
+            error_field(&format!("{}lease = 0\n", redis("redis://127.0.0.1:6379"))),
+            "redis.lease"
+        );
+    }
+
+    #[test]
     fn unknown_keys_and_bad_toml_are_refused() {
         let unknown = GOOD.replace("listen =", "colour = \"red\"\nlisten =");
         let error = Config::parse(&unknown).unwrap_err();

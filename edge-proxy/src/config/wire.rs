@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::internal::{AuthMode, Balancer, BreakerConfig};
+use super::internal::{AuthMode, Balancer, BreakerConfig, LimitScope, StoreFailure};
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -31,6 +31,45 @@ pub struct FileConfig {
     /// How instance host names are resolved.
     #[serde(default)]
     pub dns: DnsSection,
+    /// Where `scope = "global"` rate limits are decided (Redis, Valkey, ElastiCache).
+    #[serde(default)]
+    pub redis: Option<RedisSection>,
+}
+
+/// `[redis]`: the store shared by every replica for global rate limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RedisSection {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    /// Longest one limiter call may take before the policy's `on-store-error` applies.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Longest a (re)connection may take.
+    #[serde(default = "default_redis_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Most tokens a replica takes from Redis at once for one key.
+    #[serde(default = "default_lease")]
+    pub lease: u32,
+    /// How long taken tokens stay usable; bounds how far over the limit the fleet can go.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+}
+
+fn default_redis_timeout_ms() -> u64 {
+    5
+}
+
+fn default_redis_connect_timeout_ms() -> u64 {
+    200
+}
+
+fn default_lease() -> u32 {
+    10
+}
+
+fn default_lease_ms() -> u64 {
+    250
 }
 
 /// Instance host names are resolved off the request path, when an instance joins and again on
@@ -171,6 +210,11 @@ pub struct RateLimitSection {
     /// Limiter cells (8 bytes each); bounds memory whatever the number of clients.
     #[serde(default = "default_rate_limit_cells")]
     pub cells: usize,
+    /// `local` (each replica on its own) or `global` (shared through `[redis]`).
+    #[serde(default)]
+    pub scope: LimitScope,
+    /// For a global limit, what happens while Redis cannot answer: `open` or `closed`.
+    pub on_store_error: Option<StoreFailure>,
 }
 
 fn default_rate_limit_cells() -> usize {
@@ -183,6 +227,9 @@ fn default_rate_limit_cells() -> usize {
 pub struct RouteRateLimitSection {
     pub requests_per_second: f64,
     pub burst: u32,
+    #[serde(default)]
+    pub scope: LimitScope,
+    pub on_store_error: Option<StoreFailure>,
 }
 
 #[derive(Debug, Deserialize)]

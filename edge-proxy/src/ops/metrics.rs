@@ -44,6 +44,8 @@ pub struct Metrics {
     jwks_refreshes: IntCounterVec,
     client_errors: IntCounterVec,
     log_dropped: IntCounterVec,
+    limit_store_calls: IntCounterVec,
+    limit_store_up: IntGaugeVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -168,8 +170,30 @@ impl Metrics {
                 "Log lines (access log included) dropped because stderr could not keep up.",
                 &[],
             ),
+            limit_store_calls: counter(
+                "edge_rate_limit_store_calls_total",
+                "Calls to the global rate-limit store (Redis), by outcome: ok, error, timeout, \
+                 or skipped (not tried while the store is backing off after a failure).",
+                &["outcome"],
+            ),
+            limit_store_up: gauge(
+                "edge_rate_limit_store_up",
+                "1 while the last call to the global rate-limit store succeeded, 0 after a failure.",
+                &[],
+            ),
             registry,
         }
+    }
+
+    /// One call to the global rate-limit store: `ok`, `error`, `timeout` or `skipped`.
+    pub fn limit_store_call(&self, outcome: &'static str) {
+        self.limit_store_calls.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn limit_store_up(&self, up: bool) {
+        self.limit_store_up
+            .with_label_values::<&str>(&[])
+            .set(i64::from(up));
     }
 
     /// A request refused before it was routed (see `proxy::downstream`).

@@ -10,13 +10,23 @@ use super::context::{AuthOutcome, RequestCtx};
 use super::{EdgeProxy, ProxyError};
 use crate::admission::auth::{AuthError, Authenticator};
 use crate::admission::ratelimit::Decision;
-use crate::config::{AuthMode, Route};
+use crate::config::{AuthMode, LimitScope, Route};
 
 /// What a limit counts a request under: its consumer once authenticated, else its client.
 #[derive(Hash)]
 enum LimitKey<'a> {
     Client(IpAddr),
     Consumer(&'a str),
+}
+
+/// The key's name in the global store.
+impl std::fmt::Display for LimitKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitKey::Client(ip) => write!(f, "ip:{ip}"),
+            LimitKey::Consumer(id) => write!(f, "consumer:{id}"),
+        }
+    }
 }
 
 fn challenge(mode: AuthMode, error: AuthError) -> &'static str {
@@ -35,7 +45,7 @@ impl EdgeProxy {
     /// Authenticates, authorizes and rate limits; `Some(error)` when the request is refused.
     /// A client address that has failed authentication too often is refused (429) before any
     /// credential of its is looked at, valid or not.
-    pub(super) fn admit(
+    pub(super) async fn admit(
         &self,
         session: &Session,
         route: &Route,
@@ -91,27 +101,31 @@ impl EdgeProxy {
                 None => client_key,
             };
             // A request without a client address (not over TCP) shares one budget.
-            let decision = match &key {
-                Some(key) => self.limiter.check(policy, key, now),
-                None => self.limiter.check(policy, "", now),
+            let key = key.unwrap_or(LimitKey::Consumer(""));
+            let decision = match (&self.global, policy.scope) {
+                (Some(global), LimitScope::Global) => global.check(policy, &key).await,
+                _ => Some(self.limiter.check(policy, &key, now)),
             };
-            ctx.rate = Some((Arc::clone(policy), decision));
-            if let Decision::Limited {
-                retry_after_seconds,
-                ..
-            } = decision
-            {
-                self.metrics.rate_limited(&route.prefix);
-                let headers = vec![
-                    ("ratelimit-policy", policy.policy_header()),
-                    ("ratelimit", decision.header(policy)),
-                ];
-                return Some((
-                    ProxyError::RateLimited {
-                        retry_after: retry_after_seconds,
-                    },
-                    headers,
-                ));
+            // No decision: the global store cannot answer and the policy fails open.
+            if let Some(decision) = decision {
+                ctx.rate = Some((Arc::clone(policy), decision));
+                if let Decision::Limited {
+                    retry_after_seconds,
+                    ..
+                } = decision
+                {
+                    self.metrics.rate_limited(&route.prefix);
+                    let headers = vec![
+                        ("ratelimit-policy", policy.policy_header()),
+                        ("ratelimit", decision.header(policy)),
+                    ];
+                    return Some((
+                        ProxyError::RateLimited {
+                            retry_after: retry_after_seconds,
+                        },
+                        headers,
+                    ));
+                }
             }
         }
         ctx.identity = identity;

@@ -39,6 +39,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::admission::auth::Authenticator;
+use crate::admission::global::GlobalLimiter;
 use crate::admission::ratelimit::RateLimiter;
 use crate::config::{Config, Limits, RatePolicy, Route};
 use crate::ops::clock::Clock;
@@ -84,6 +85,8 @@ pub struct EdgeProxy {
     metrics: Arc<Metrics>,
     auth: Arc<Authenticator>,
     limiter: RateLimiter,
+    /// Policies with `scope = "global"`, when `[redis]` is configured.
+    global: Option<Arc<GlobalLimiter>>,
     clock: Arc<dyn Clock>,
     forward_credentials: bool,
     signer: Option<Arc<Signer>>,
@@ -115,6 +118,7 @@ impl EdgeProxy {
         auth: Arc<Authenticator>,
         signer: Option<Arc<Signer>>,
         clock: Arc<dyn Clock>,
+        global: Option<Arc<GlobalLimiter>>,
     ) -> EdgeProxy {
         let pools: HashMap<String, Arc<ServicePool>> = config
             .services
@@ -152,6 +156,7 @@ impl EdgeProxy {
             metrics,
             auth,
             limiter: RateLimiter::starting_at(config.rate_limit_cells, clock.now()),
+            global,
             clock,
             forward_credentials: config.auth.forward_credentials,
             signer,
@@ -271,7 +276,7 @@ impl ProxyHttp for EdgeProxy {
             }
         };
         ctx.route = Some(Arc::clone(&target));
-        if let Some((error, mut headers)) = self.admit(session, &target.route, ctx) {
+        if let Some((error, mut headers)) = self.admit(session, &target.route, ctx).await {
             headers.push(("x-request-id", ctx.request_id.clone()));
             error.respond_with(session, &headers).await?;
             return Ok(true);

@@ -12,8 +12,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::internal::{Config, DnsConfig, RatePolicy, RegistryConfig};
-use super::wire::{DnsSection, FileConfig, RegistrySection};
+use super::internal::{
+    Config, DnsConfig, LimitScope, RatePolicy, RedisConfig, RegistryConfig, StoreFailure,
+};
+use super::wire::{DnsSection, FileConfig, RedisSection, RegistrySection};
 use super::ConfigError;
 
 impl FileConfig {
@@ -26,8 +28,14 @@ impl FileConfig {
             services.insert(name, Arc::new(service));
         }
         let auth = auth::validate(self.auth)?;
-        let (routes, rate_limit_cells) =
-            routes::validate(self.routes, self.rate_limit, &services, &auth)?;
+        let redis = self.redis.map(validate_redis).transpose()?;
+        let (routes, rate_limit_cells) = routes::validate(
+            self.routes,
+            self.rate_limit,
+            &services,
+            &auth,
+            redis.is_some(),
+        )?;
         let dns = validate_dns(self.dns)?;
         Ok(Config {
             server,
@@ -37,6 +45,7 @@ impl FileConfig {
             auth,
             rate_limit_cells,
             dns,
+            redis,
         })
     }
 }
@@ -54,6 +63,35 @@ fn validate_registry(section: RegistrySection) -> Result<RegistryConfig, ConfigE
     Ok(RegistryConfig {
         table: section.table,
         poll_interval,
+    })
+}
+
+fn validate_redis(section: RedisSection) -> Result<RedisConfig, ConfigError> {
+    let url = section.url.trim();
+    if !url.starts_with("redis://") {
+        return Err(ConfigError::new(
+            "redis.url",
+            "must be a redis:// URL (TLS is not supported yet)",
+        ));
+    }
+    // The URL may carry a password: the error names the field, never the value.
+    if redis::Client::open(url).is_err() {
+        return Err(ConfigError::new("redis.url", "is not a valid Redis URL"));
+    }
+    if !(1..=1000).contains(&section.lease) {
+        return Err(ConfigError::new("redis.lease", "must be from 1 to 1000"));
+    }
+    Ok(RedisConfig {
+        url: url.to_string(),
+        timeout: ms_in_range("redis.timeout-ms", section.timeout_ms, 1, 1_000)?,
+        connect_timeout: ms_in_range(
+            "redis.connect-timeout-ms",
+            section.connect_timeout_ms,
+            1,
+            10_000,
+        )?,
+        lease: section.lease,
+        lease_ttl: ms_in_range("redis.lease-ms", section.lease_ms, 1, 60_000)?,
     })
 }
 
@@ -83,11 +121,33 @@ pub(super) fn rate_policy(
             "must be from 1 to 1000000",
         ));
     }
-    Ok(RatePolicy {
-        name: name.to_string(),
-        rate_per_second: rate,
-        burst,
-    })
+    Ok(RatePolicy::local(name, rate, burst))
+}
+
+/// Where a route's limit is counted: a global limit needs `[redis]`; `on-store-error` is
+/// only for a global one.
+pub(super) fn scoped(
+    field: &str,
+    policy: RatePolicy,
+    scope: LimitScope,
+    on_store_error: Option<StoreFailure>,
+    store: bool,
+) -> Result<RatePolicy, ConfigError> {
+    match (scope, on_store_error) {
+        (LimitScope::Global, _) if !store => Err(ConfigError::new(
+            format!("{field}.scope"),
+            "global needs a [redis] section",
+        )),
+        (LimitScope::Local, Some(_)) => Err(ConfigError::new(
+            format!("{field}.on-store-error"),
+            "applies only to scope = \"global\"",
+        )),
+        (scope, on_store_error) => Ok(RatePolicy {
+            scope,
+            on_store_error: on_store_error.unwrap_or_default(),
+            ..policy
+        }),
+    }
 }
 
 /// A SHA-256 written as 64 hex characters.

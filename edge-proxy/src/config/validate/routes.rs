@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::super::internal::{AuthConfig, AuthMode, Route, ServiceConfig};
 use super::super::wire::{RateLimitSection, RouteSection};
 use super::super::ConfigError;
-use super::rate_policy;
+use super::{rate_policy, scoped};
 
 /// The routes, and the rate limiter's cell count.
 pub(super) fn validate(
@@ -15,14 +15,21 @@ pub(super) fn validate(
     rate_limit: Option<RateLimitSection>,
     services: &HashMap<String, Arc<ServiceConfig>>,
     auth: &AuthConfig,
+    store: bool,
 ) -> Result<(Vec<Route>, usize), ConfigError> {
     let default_limit = match &rate_limit {
         None => None,
-        Some(section) => Some(Arc::new(rate_policy(
+        Some(section) => Some(Arc::new(scoped(
             "rate-limit",
-            "default",
-            section.requests_per_second,
-            section.burst,
+            rate_policy(
+                "rate-limit",
+                "default",
+                section.requests_per_second,
+                section.burst,
+            )?,
+            section.scope,
+            section.on_store_error,
+            store,
         )?)),
     };
     let rate_limit_cells = rate_limit.as_ref().map_or(1 << 20, |s| s.cells);
@@ -95,12 +102,17 @@ pub(super) fn validate(
             ));
         }
         let rate_limit = match route.rate_limit {
-            Some(limit) => Some(Arc::new(rate_policy(
-                &format!("{field}.rate-limit"),
-                &prefix,
-                limit.requests_per_second,
-                limit.burst,
-            )?)),
+            Some(limit) => {
+                let field = format!("{field}.rate-limit");
+                let policy = rate_policy(&field, &prefix, limit.requests_per_second, limit.burst)?;
+                Some(Arc::new(scoped(
+                    &field,
+                    policy,
+                    limit.scope,
+                    limit.on_store_error,
+                    store,
+                )?))
+            }
             None => default_limit.clone(),
         };
         routes.push(Route {
