@@ -280,7 +280,8 @@ start_proxy() {
         sed -i -e "s/^client-timeout-ms = .*/client-timeout-ms = 3000/" \
             -e "s/^head-timeout-ms = .*/head-timeout-ms = 2000/" "$STATE/proxy.toml"
     fi
-    start proxy "$PROXY_BIN" --log-format "${PROXY_LOG_FORMAT:-json}" run --config "$STATE/proxy.toml"
+    start proxy "$PROXY_BIN" --log-format "${PROXY_LOG_FORMAT:-json}" run --config "$STATE/proxy.toml" \
+        --upgrade-socket "$STATE/upgrade.sock"
     wait_http "$ADMIN_URL/healthz" 30 "edge proxy"
     # Ready once every service has a usable instance (the registry ones come within a poll).
     local deadline=$((SECONDS + 30))

@@ -39,10 +39,18 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the proxy until SIGTERM or Ctrl-C.
+    /// Run the proxy until SIGTERM or Ctrl-C. SIGHUP re-reads the config; SIGQUIT hands the
+    /// listening sockets to a new process started with `--upgrade` (graceful upgrade).
     Run {
         #[arg(long, env = "EDGE_PROXY_CONFIG")]
         config: PathBuf,
+        /// Take the listening sockets over from the running proxy (send it SIGQUIT after
+        /// starting this one).
+        #[arg(long)]
+        upgrade: bool,
+        /// Where the sockets are handed over; the same path for the old and the new process.
+        #[arg(long, default_value = "/tmp/edge-proxy-upgrade.sock")]
+        upgrade_socket: PathBuf,
     },
     /// Validate a config file and exit.
     Check {
@@ -239,13 +247,25 @@ pub fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Run { config } => {
-            let config = match load(&config) {
+        Command::Run {
+            config: path,
+            upgrade,
+            upgrade_socket,
+        } => {
+            let config = match load(&path) {
                 Ok(config) => config,
                 Err(code) => return code,
             };
-            tracing::info!(listen = %config.server.listen, routes = config.routes.len(), "edge proxy starting");
-            match crate::server::run(&config, Default::default()) {
+            tracing::info!(listen = %config.server.listen, routes = config.routes.len(), upgrade, "edge proxy starting");
+            let overrides = crate::server::Overrides {
+                reload_from: Some(path),
+                upgrade: Some(crate::server::Upgrade {
+                    socket: upgrade_socket,
+                    take_over: upgrade,
+                }),
+                ..Default::default()
+            };
+            match crate::server::run(&config, overrides, Default::default()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("edge-proxy: {error}");

@@ -3,24 +3,27 @@
 //! refresh as background services) and runs it until a shutdown signal. Tests call [`build`]
 //! and run the server on a thread with their own shutdown signal.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use pingora::listeners::ListenerConfig;
+use pingora::server::ShutdownWatch;
 use pingora::server::{RunArgs, Server};
-use pingora::services::background::background_service;
+use pingora::services::background::{background_service, BackgroundService};
+use tokio::signal::unix::{signal, SignalKind};
 
 use pingora::services::listening::Service;
 
-use crate::admission::auth::Authenticator;
-use crate::admission::global::{GlobalLimiter, RedisStore, TokenStore};
+use crate::admission::global::TokenStore;
 use crate::admission::jwks::{self, JwksRefresher};
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::error::Error;
-use crate::ops::admin::AdminApp;
+use crate::ops::admin::{AdminApp, ConfigReload};
 use crate::ops::clock::{Clock, SystemClock};
 use crate::ops::metrics::Metrics;
 use crate::proxy::downstream::EdgeApp;
-use crate::proxy::EdgeProxy;
+use crate::proxy::reload::Reloader;
+use crate::proxy::{EdgeProxy, ProxyState, StateDeps};
 use crate::upstream::discovery::DiscoveryService;
 use crate::upstream::health::HealthService;
 use crate::upstream::pool::ServicePool;
@@ -33,13 +36,13 @@ use crate::upstream::Pools;
 #[derive(Clone)]
 pub struct ProxyHandle {
     pub metrics: Arc<Metrics>,
-    pub pools: Vec<Arc<ServicePool>>,
+    pub pools: Pools,
 }
 
 impl ProxyHandle {
-    /// The pool of a service.
-    pub fn pool(&self, service: &str) -> Option<&Arc<ServicePool>> {
-        self.pools.iter().find(|p| p.config.name == service)
+    /// The current pool of a service.
+    pub fn pool(&self, service: &str) -> Option<Arc<ServicePool>> {
+        self.pools.get(service)
     }
 }
 
@@ -164,6 +167,20 @@ pub struct Overrides {
     pub tuning: Option<tuning::Tuning>,
     /// Store of global rate limits instead of Redis at `[redis].url`.
     pub limit_store: Option<Arc<dyn TokenStore>>,
+    /// The file a reload (`SIGHUP`, `POST /reload`) reads; `None`: no reload.
+    pub reload_from: Option<PathBuf>,
+    /// Graceful upgrade: where the listening sockets are handed over.
+    pub upgrade: Option<Upgrade>,
+}
+
+/// Pingora's graceful upgrade: a new process started with `take_over` receives the listening
+/// sockets from the running one over `socket` when that one gets `SIGQUIT`, so no connection
+/// attempt is refused while the binary is replaced.
+#[derive(Debug, Clone)]
+pub struct Upgrade {
+    pub socket: PathBuf,
+    /// This process takes the sockets over from a running one.
+    pub take_over: bool,
 }
 
 /// [`build`] with any of the AWS dependencies replaced.
@@ -173,21 +190,38 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
     let mut conf = tuning.server_conf(config.server.threads);
     conf.grace_period_seconds = Some(config.server.grace_period_seconds);
     conf.graceful_shutdown_timeout_seconds = Some(config.server.graceful_shutdown_timeout_seconds);
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    if let Some(upgrade) = &overrides.upgrade {
+        conf.upgrade_sock = upgrade.socket.display().to_string();
+    }
+    let opt = overrides
+        .upgrade
+        .as_ref()
+        .map(|upgrade| pingora::server::configuration::Opt {
+            upgrade: upgrade.take_over,
+            ..Default::default()
+        });
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
     let metrics = Arc::new(Metrics::new());
-    let auth = Arc::new(Authenticator::new(
-        config.auth.api_keys.clone(),
-        config.auth.jwt.clone(),
-    ));
+    let clock = overrides
+        .clock
+        .unwrap_or_else(|| Arc::new(SystemClock) as Arc<dyn Clock>);
+    let deps = StateDeps {
+        metrics: Arc::clone(&metrics),
+        clock: Arc::clone(&clock),
+        limit_store: overrides.limit_store,
+    };
+    let state = ProxyState::build(config, None, &deps)?;
+    let auth = Arc::clone(state.auth());
     let file_keys = match &config.auth.jwks_file {
         Some(path) => jwks::load_file(path, config.auth.jwks_limits)?,
         None => Vec::new(),
     };
     auth.jwks.replace(file_keys.clone());
     if let Some(url) = &config.auth.jwks_url {
+        // Every later state shares this state's key cell, so one refresher serves them all.
         let refresher = JwksRefresher::new(
-            Arc::clone(&auth),
+            auth,
             url.clone(),
             file_keys,
             config.auth.jwks_refresh,
@@ -203,36 +237,29 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
         }
         None => None,
     };
-    let clock = overrides
-        .clock
-        .unwrap_or_else(|| Arc::new(SystemClock) as Arc<dyn Clock>);
-    let global = match &config.redis {
-        None => None,
-        Some(redis) => {
-            let store: Arc<dyn TokenStore> = match overrides.limit_store {
-                Some(store) => store,
-                None => Arc::new(
-                    RedisStore::new(redis)
-                        .map_err(|e| Error::Config(ConfigError::new("redis.url", e.to_string())))?,
-                ),
-            };
-            Some(Arc::new(GlobalLimiter::new(
-                store,
-                redis,
-                Arc::clone(&metrics),
-                Arc::clone(&clock),
-            )))
-        }
-    };
+    let pools = Pools::new(state.pools());
     let proxy = EdgeProxy::new(
-        config,
+        state,
+        config.rate_limit_cells,
         Arc::clone(&metrics),
-        auth,
         signer.clone(),
         clock,
-        global,
     );
-    let pools = proxy.pools();
+    let reloader = overrides.reload_from.map(|path| {
+        Arc::new(Reloader::new(
+            path,
+            proxy.state(),
+            pools.clone(),
+            deps,
+            signer.is_some(),
+        ))
+    });
+    if let Some(reloader) = &reloader {
+        server.add_service(background_service(
+            "config reload on SIGHUP",
+            ReloadOnHangup(Arc::clone(reloader)),
+        ));
+    }
 
     let registry = match (registry, &config.registry) {
         (Some(registry), _) => Some(registry),
@@ -268,7 +295,10 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
 
     let proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
     let app = EdgeApp::new(proxy, config.server.head_timeout, Arc::clone(&metrics))
-        .with_keepalive_idle(config.server.keepalive_idle);
+        .with_keepalive_idle(config.server.keepalive_idle)
+        .with_drain(drain_period(
+            config.server.graceful_shutdown_timeout_seconds,
+        ));
     let mut service = Service::new("edge proxy".to_string(), app);
     service.add_listener(
         ListenerConfig::tcp(config.server.listen.to_string()).l4_buffer(tuning.l4_buffers()),
@@ -280,7 +310,8 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
             "admin".to_string(),
             AdminApp {
                 metrics: Arc::clone(&handle.metrics),
-                upstreams: Arc::new(Pools(handle.pools.clone())),
+                upstreams: Arc::new(handle.pools.clone()),
+                reload: reloader.map(|r| r as Arc<dyn ConfigReload>),
                 token_sha256: config.server.admin_token_sha256,
             },
         );
@@ -288,6 +319,40 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
         server.add_service(admin);
     }
     Ok((server, handle))
+}
+
+/// How long idle keep-alive connections are still served at shutdown: half the grace period,
+/// at most a second. Pingora keeps the runtimes running for `grace-period-seconds` after
+/// shutdown begins and then drops every task, so the rest of the grace period is for requests
+/// in flight; with a grace period of 0 nothing drains.
+fn drain_period(grace_period_seconds: u64) -> std::time::Duration {
+    (std::time::Duration::from_secs(grace_period_seconds) / 2)
+        .min(std::time::Duration::from_secs(1))
+}
+
+/// `SIGHUP` reloads the config, as `POST /reload` on the admin listener does.
+struct ReloadOnHangup(Arc<Reloader>);
+
+#[async_trait::async_trait]
+impl BackgroundService for ReloadOnHangup {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP; POST /reload still reloads");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                Some(()) = hangups.recv() => {
+                    // Outcome logged and counted by the reloader.
+                    let _ = self.0.reload();
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
 }
 
 /// Runs start-up work that needs a runtime (credentials, the registry client, the first
@@ -316,8 +381,8 @@ where
 }
 
 /// Runs until `run_args.shutdown_signal` fires (SIGTERM/SIGINT by default).
-pub fn run(config: &Config, run_args: RunArgs) -> Result<(), Error> {
-    let (server, _handle) = build(config, None)?;
+pub fn run(config: &Config, overrides: Overrides, run_args: RunArgs) -> Result<(), Error> {
+    let (server, _handle) = build_with(config, overrides)?;
     server.run(run_args);
     Ok(())
 }

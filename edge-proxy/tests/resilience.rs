@@ -501,7 +501,7 @@ async fn an_unhealthy_instance_gets_no_traffic() {
         "[services.svc.health-check]\n        interval-ms = 100\n        healthy-threshold = 1\n        unhealthy-threshold = 1",
     );
     let proxy = start_proxy(&text, None).await;
-    let pool = proxy.handle.pool("svc").unwrap().clone();
+    let pool = proxy.handle.pool("svc").unwrap();
     let sick_healthy = || {
         pool.instances()
             .iter()

@@ -198,7 +198,7 @@ async fn health_checks_are_signed() {
         Some(Credentials::new(ACCESS_KEY, SECRET, None, None, "test")),
     )
     .await;
-    let pool = proxy.handle.pool("fn").unwrap().clone();
+    let pool = proxy.handle.pool("fn").unwrap();
     let healthy = || pool.instances().iter().all(|i| i.is_healthy());
 
     // Many check rounds later, the signed instance is still healthy and serves.

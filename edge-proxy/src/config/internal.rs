@@ -73,7 +73,7 @@ impl Default for DnsConfig {
 }
 
 /// `[server]`: listeners, threads, shutdown, client timeouts, request size limits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub admin_listen: Option<SocketAddr>,
@@ -92,7 +92,7 @@ pub struct ServerConfig {
     pub limits: Limits,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServiceConfig {
     pub name: String,
     pub instances: Vec<UpstreamUrl>,
@@ -110,7 +110,7 @@ pub struct ServiceConfig {
     pub retry: RetryConfig,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HealthCheckConfig {
     pub enabled: bool,
     pub path: String,
@@ -120,14 +120,14 @@ pub struct HealthCheckConfig {
     pub unhealthy_threshold: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RetryConfig {
     pub enabled: bool,
     pub budget_ratio: f64,
     pub budget_reserve: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RegistryConfig {
     pub table: String,
     pub poll_interval: Duration,

@@ -4,7 +4,9 @@
 //! - `GET /healthz`: the process is alive;
 //! - `GET /readyz`: config loaded and every service has at least one usable instance (503 and
 //!   the services that have none otherwise);
-//! - `GET /metrics`: Prometheus text.
+//! - `GET /metrics`: Prometheus text;
+//! - `POST /reload`: re-read the config file (as `SIGHUP` does): 200 and what was applied, or
+//!   422 and the refused field (the running config stays).
 
 use std::sync::Arc;
 
@@ -27,9 +29,24 @@ pub trait UpstreamStatus: Send + Sync {
     fn record_gauges(&self, metrics: &Metrics);
 }
 
+/// Reloads the config; the proxy area implements it.
+pub trait ConfigReload: Send + Sync {
+    /// A JSON summary of what was applied, or why the file was refused.
+    fn reload(&self) -> Result<String, Refusal>;
+}
+
+/// Why a config file was refused: the field, in the file's spelling, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub field: String,
+    pub message: String,
+}
+
 pub struct AdminApp {
     pub metrics: Arc<Metrics>,
     pub upstreams: Arc<dyn UpstreamStatus>,
+    /// `None`: the proxy was not started from a file, so there is nothing to re-read.
+    pub reload: Option<Arc<dyn ConfigReload>>,
     /// SHA-256 of the bearer token required beyond `/healthz` and `/readyz`, if any.
     pub token_sha256: Option<[u8; 32]>,
 }
@@ -79,12 +96,19 @@ impl AdminApp {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let request = session.req_header();
-        if request.method != http::Method::GET {
-            return respond(
-                405,
-                "application/json",
-                br#"{"error":{"code":"method_not_allowed","message":"GET only"}}"#.to_vec(),
-            );
+        let reload = request.uri.path() == "/reload";
+        let allowed = if reload {
+            http::Method::POST
+        } else {
+            http::Method::GET
+        };
+        if request.method != allowed {
+            let body: &[u8] = if reload {
+                br#"{"error":{"code":"method_not_allowed","message":"POST only"}}"#
+            } else {
+                br#"{"error":{"code":"method_not_allowed","message":"GET only"}}"#
+            };
+            return respond(405, "application/json", body.to_vec());
         }
         let open = matches!(request.uri.path(), "/healthz" | "/readyz");
         if !open && !self.authorized(request) {
@@ -116,6 +140,20 @@ impl ServeHttp for AdminApp {
                 "text/plain; version=0.0.4",
                 self.metrics_text().into_bytes(),
             ),
+            "/reload" => match &self.reload {
+                None => respond(
+                    404,
+                    "application/json",
+                    br#"{"error":{"code":"not_found","message":"this proxy was not started from a config file"}}"#.to_vec(),
+                ),
+                Some(reloader) => match reloader.reload() {
+                    Ok(summary) => respond(200, "application/json", summary.into_bytes()),
+                    Err(error) => {
+                        let body = serde_json::json!({"error": {"code": "config_refused", "message": error.message, "field": error.field}});
+                        respond(422, "application/json", body.to_string().into_bytes())
+                    }
+                },
+            },
             _ => respond(
                 404,
                 "application/json",

@@ -46,6 +46,7 @@ pub struct Metrics {
     log_dropped: IntCounterVec,
     limit_store_calls: IntCounterVec,
     limit_store_up: IntGaugeVec,
+    config_reloads: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -181,8 +182,20 @@ impl Metrics {
                 "1 while the last call to the global rate-limit store succeeded, 0 after a failure.",
                 &[],
             ),
+            config_reloads: counter(
+                "edge_config_reloads_total",
+                "Config reloads (SIGHUP or POST /reload), by outcome: applied or refused (the \
+                 running config stays).",
+                &["outcome"],
+            ),
             registry,
         }
+    }
+
+    pub fn config_reload(&self, applied: bool) {
+        self.config_reloads
+            .with_label_values(&[if applied { "applied" } else { "refused" }])
+            .inc();
     }
 
     /// One call to the global rate-limit store: `ok`, `error`, `timeout` or `skipped`.

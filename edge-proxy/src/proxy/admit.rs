@@ -52,11 +52,12 @@ impl EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> Option<(ProxyError, Vec<(&'static str, String)>)> {
         let headers = &session.req_header().headers;
+        let state = Arc::clone(&ctx.state);
         let now = self.clock.now();
         let client_key = ctx
             .client
-            .map(|ip| LimitKey::Client(self.client.limit_ip(ip)));
-        let failure_limit = match (&self.failure_limit, &client_key) {
+            .map(|ip| LimitKey::Client(state.client.limit_ip(ip)));
+        let failure_limit = match (&state.failure_limit, &client_key) {
             (Some(policy), Some(key)) if route.auth != AuthMode::Public => Some((policy, key)),
             _ => None,
         };
@@ -67,7 +68,7 @@ impl EdgeProxy {
                 return Some((ProxyError::RateLimited { retry_after }, Vec::new()));
             }
         }
-        let identity = match self.auth.authenticate(route.auth, headers) {
+        let identity = match state.auth.authenticate(route.auth, headers) {
             Ok(identity) => identity,
             Err(error) => {
                 if let Some((policy, key)) = failure_limit {
@@ -102,7 +103,7 @@ impl EdgeProxy {
             };
             // A request without a client address (not over TCP) shares one budget.
             let key = key.unwrap_or(LimitKey::Consumer(""));
-            let decision = match (&self.global, policy.scope) {
+            let decision = match (&state.global, policy.scope) {
                 (Some(global), LimitScope::Global) => global.check(policy, &key).await,
                 _ => Some(self.limiter.check(policy, &key, now)),
             };

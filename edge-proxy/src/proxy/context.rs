@@ -6,7 +6,7 @@ use std::time::Instant;
 use smallvec::SmallVec;
 
 use super::hygiene::Utf8Check;
-use super::RouteTarget;
+use super::{ProxyState, RouteTarget};
 use crate::admission::auth::{AuthError, Identity};
 use crate::admission::ratelimit::Decision;
 use crate::config::RatePolicy;
@@ -61,6 +61,8 @@ pub struct RequestCtx {
     pub started: Instant,
     /// The client's address (see [`super::client`]).
     pub client: Option<std::net::IpAddr>,
+    /// The config state this request started with (a reload does not change it).
+    pub state: Arc<ProxyState>,
     /// The route and its service's pool, once routed.
     pub route: Option<Arc<RouteTarget>>,
     pub attempt: Option<Attempt>,
@@ -87,8 +89,9 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    pub fn new() -> RequestCtx {
+    pub fn new(state: Arc<ProxyState>) -> RequestCtx {
         RequestCtx {
+            state,
             started: Instant::now(),
             client: None,
             route: None,
@@ -114,11 +117,5 @@ impl RequestCtx {
         if let (Some(started), Some(route)) = (self.upstream_started.take(), &self.route) {
             route.metrics.upstream(started.elapsed().as_secs_f64());
         }
-    }
-}
-
-impl Default for RequestCtx {
-    fn default() -> Self {
-        Self::new()
     }
 }

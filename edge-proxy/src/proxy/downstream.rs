@@ -393,6 +393,10 @@ pub struct EdgeApp<A> {
     head_timeout: Duration,
     /// How long an idle keep-alive connection waits for its next request (whole seconds).
     keepalive_idle: Duration,
+    /// Once shutdown begins (SIGTERM, or SIGQUIT for a graceful upgrade), how long idle
+    /// keep-alive connections are still read: a request arriving on one is answered with
+    /// `Connection: close` instead of meeting a closed socket.
+    drain: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -402,8 +406,15 @@ impl<A> EdgeApp<A> {
             inner: Arc::new(inner),
             head_timeout,
             keepalive_idle: Duration::from_secs(60),
+            drain: Duration::ZERO,
             metrics,
         }
+    }
+
+    /// With a drain period at shutdown (see [`EdgeApp`]'s `drain`).
+    pub fn with_drain(mut self, drain: Duration) -> EdgeApp<A> {
+        self.drain = drain;
+        self
     }
 
     /// With another idle keep-alive timeout than Pingora's 60 s.
@@ -509,6 +520,12 @@ where
     }
 
     async fn cleanup(&self) {
+        // Pingora calls this once the listener has stopped accepting and the shutdown flag is
+        // up: from then on every request read gets `Connection: close`. Its own cleanup drops
+        // the connections idling in a read at once, so a client that was just sending on one
+        // would lose that request (the keep-alive race); a drain period first lets those
+        // requests be answered and their clients move to the new process.
+        tokio::time::sleep(self.drain).await;
         self.inner.http_cleanup().await;
     }
 }

@@ -25,11 +25,12 @@ pub mod downstream;
 pub mod error;
 pub mod forwarding;
 pub mod hygiene;
+pub mod reload;
 pub mod routing;
+pub mod state;
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use http::Method;
@@ -38,21 +39,20 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
-use crate::admission::auth::Authenticator;
-use crate::admission::global::GlobalLimiter;
+use arc_swap::ArcSwap;
+
 use crate::admission::ratelimit::RateLimiter;
-use crate::config::{Config, Limits, RatePolicy, Route};
+use crate::config::Route;
 use crate::ops::clock::Clock;
 use crate::ops::metrics::{Metrics, RouteMetrics};
 use crate::ops::trace::{request_id, TraceContext};
-use crate::upstream::discovery::static_specs;
 use crate::upstream::pool::ServicePool;
 use crate::upstream::sigv4::{sign_request, Signer};
-use client::ClientAddress;
 use context::RequestCtx;
 pub use error::ProxyError;
 use forwarding::Forwarding;
-use routing::{client_location, RouteError, Router};
+use routing::{client_location, RouteError};
+pub use state::{ProxyState, StateDeps};
 
 /// Attempts per request: the first try and at most one retry.
 pub(crate) const MAX_ATTEMPTS: u32 = 2;
@@ -76,19 +76,12 @@ impl AsRef<Route> for RouteTarget {
 }
 
 pub struct EdgeProxy {
-    router: Router<RouteTarget>,
-    client: ClientAddress,
-    failure_limit: Option<Arc<RatePolicy>>,
-    pools: HashMap<String, Arc<ServicePool>>,
-    client_timeout: Duration,
-    limits: Limits,
+    /// The current config's state; a reload swaps it, a request keeps the one it started with.
+    state: Arc<ArcSwap<ProxyState>>,
     metrics: Arc<Metrics>,
-    auth: Arc<Authenticator>,
+    /// Per-replica limits. Kept across reloads: a changed policy applies to the same cells.
     limiter: RateLimiter,
-    /// Policies with `scope = "global"`, when `[redis]` is configured.
-    global: Option<Arc<GlobalLimiter>>,
     clock: Arc<dyn Clock>,
-    forward_credentials: bool,
     signer: Option<Arc<Signer>>,
 }
 
@@ -110,61 +103,26 @@ fn is_idempotent(method: &Method) -> bool {
 }
 
 impl EdgeProxy {
-    /// Builds the proxy with one pool per service, holding its static instances (discovery
-    /// adds registry instances later), and joins each route to its service's pool.
+    /// The proxy over `state`, with a per-replica limiter of `rate_limit_cells` cells.
     pub fn new(
-        config: &Config,
+        state: ProxyState,
+        rate_limit_cells: usize,
         metrics: Arc<Metrics>,
-        auth: Arc<Authenticator>,
         signer: Option<Arc<Signer>>,
         clock: Arc<dyn Clock>,
-        global: Option<Arc<GlobalLimiter>>,
     ) -> EdgeProxy {
-        let pools: HashMap<String, Arc<ServicePool>> = config
-            .services
-            .iter()
-            .map(|(name, service)| {
-                let pool = Arc::new(ServicePool::new(Arc::clone(service)));
-                pool.update(&static_specs(&pool));
-                (name.clone(), pool)
-            })
-            .collect();
-        // Validation guarantees every route names a service; a route that did not would
-        // never be routed to rather than fail later.
-        let targets = config
-            .routes
-            .iter()
-            .filter_map(|route| {
-                let pool = pools.get(&route.service)?;
-                Some(RouteTarget {
-                    route: route.clone(),
-                    pool: Arc::clone(pool),
-                    metrics: metrics.route(&route.prefix, &route.service),
-                })
-            })
-            .collect();
         EdgeProxy {
-            router: Router::new(targets),
-            client: ClientAddress::new(
-                config.server.trusted_proxies.clone(),
-                config.server.ipv6_prefix_length,
-            ),
-            failure_limit: config.auth.failure_limit.clone(),
-            pools,
-            client_timeout: config.server.client_timeout,
-            limits: config.server.limits,
+            state: Arc::new(ArcSwap::from_pointee(state)),
             metrics,
-            auth,
-            limiter: RateLimiter::starting_at(config.rate_limit_cells, clock.now()),
-            global,
+            limiter: RateLimiter::starting_at(rate_limit_cells, clock.now()),
             clock,
-            forward_credentials: config.auth.forward_credentials,
             signer,
         }
     }
 
-    pub fn pools(&self) -> Vec<Arc<ServicePool>> {
-        self.pools.values().cloned().collect()
+    /// The cell a reload stores a new state in.
+    pub fn state(&self) -> Arc<ArcSwap<ProxyState>> {
+        Arc::clone(&self.state)
     }
 
     /// Adds the SigV4 headers for the chosen instance.
@@ -220,7 +178,7 @@ impl ProxyHttp for EdgeProxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new()
+        RequestCtx::new(self.state.load_full())
     }
 
     async fn early_request_filter(
@@ -238,7 +196,8 @@ impl ProxyHttp for EdgeProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
-        session.set_read_timeout(Some(self.client_timeout));
+        let state = Arc::clone(&ctx.state);
+        session.set_read_timeout(Some(state.client_timeout));
         let headers = &session.req_header().headers;
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         ctx.request_id = request_id(header("x-request-id"));
@@ -246,12 +205,12 @@ impl ProxyHttp for EdgeProxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        ctx.client = self.client.of(peer, headers);
+        ctx.client = state.client.of(peer, headers);
         ctx.trace = Some(TraceContext::from_headers(
             header("traceparent"),
             header("tracestate"),
         ));
-        if let Err(error) = hygiene::check(session.req_header(), &self.limits) {
+        if let Err(error) = hygiene::check(session.req_header(), &state.limits) {
             error
                 .respond_with(session, &[("x-request-id", ctx.request_id.clone())])
                 .await?;
@@ -260,7 +219,7 @@ impl ProxyHttp for EdgeProxy {
         if hygiene::declares_json(session.req_header()) {
             ctx.utf8 = Some(hygiene::Utf8Check::default());
         }
-        let target = match self.router.route(session.req_header().uri.path()) {
+        let target = match state.router.route(session.req_header().uri.path()) {
             Ok(target) => Arc::clone(target),
             Err(RouteError::BadPath) => {
                 ProxyError::BadRequest("malformed or non-canonical path")
@@ -292,7 +251,7 @@ impl ProxyHttp for EdgeProxy {
             let mut body = Vec::new();
             while let Some(chunk) = session.read_request_body().await.map_err(unreadable_body)? {
                 body.extend_from_slice(&chunk);
-                if body.len() > self.limits.max_body_bytes
+                if body.len() > state.limits.max_body_bytes
                     || session.as_ref().retry_buffer_truncated()
                 {
                     ProxyError::PayloadTooLarge
@@ -314,7 +273,7 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         ctx.body_bytes += body.as_ref().map_or(0, |b| b.len());
-        if ctx.body_bytes > self.limits.max_body_bytes {
+        if ctx.body_bytes > ctx.state.limits.max_body_bytes {
             return Err(ProxyError::PayloadTooLarge.into_pingora());
         }
         if let Some(check) = ctx.utf8.as_mut() {
@@ -388,7 +347,7 @@ impl ProxyHttp for EdgeProxy {
             request_id: &ctx.request_id,
             trace: ctx.trace.as_ref(),
             identity: ctx.identity.as_ref(),
-            forward_credentials: self.forward_credentials,
+            forward_credentials: ctx.state.forward_credentials,
             signed: target.pool.config.aws_iam,
         }
         .apply(session, upstream_request)?;

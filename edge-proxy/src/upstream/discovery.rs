@@ -25,6 +25,7 @@ use pingora::services::background::BackgroundService;
 use super::pool::{Instance, InstanceSource, InstanceSpec, ServicePool};
 use super::registry::{epoch_now, Registration, RegistrySource};
 use super::resolve::Resolver;
+use super::Pools;
 use crate::config::{DnsConfig, UpstreamUrl};
 use crate::ops::metrics::Metrics;
 
@@ -45,7 +46,7 @@ pub fn static_specs(pool: &ServicePool) -> Vec<InstanceSpec> {
 }
 
 pub struct DiscoveryService {
-    pools: Vec<Arc<ServicePool>>,
+    pools: Pools,
     registry: Option<Arc<dyn RegistrySource>>,
     resolver: Arc<dyn Resolver>,
     poll_interval: Duration,
@@ -55,7 +56,7 @@ pub struct DiscoveryService {
 
 impl DiscoveryService {
     pub fn new(
-        pools: Vec<Arc<ServicePool>>,
+        pools: Pools,
         registry: Option<Arc<dyn RegistrySource>>,
         resolver: Arc<dyn Resolver>,
         poll_interval: Duration,
@@ -74,7 +75,7 @@ impl DiscoveryService {
 
     /// One refresh of every pool: its instance set, then its hosts' addresses.
     pub async fn refresh(&self) {
-        for pool in &self.pools {
+        for pool in self.pools.load().iter() {
             self.refresh_set(pool).await;
         }
         self.resolve_due(Instant::now()).await;
@@ -149,7 +150,7 @@ impl DiscoveryService {
 
     /// Resolves every instance whose host has never resolved, or not for `dns.refresh-ms`.
     pub async fn resolve_due(&self, now: Instant) {
-        for pool in &self.pools {
+        for pool in self.pools.load().iter() {
             for instance in pool.instances().iter() {
                 if instance.resolution_due(now, self.dns.refresh) {
                     self.resolve(pool, instance, now).await;
@@ -195,7 +196,7 @@ impl BackgroundService for DiscoveryService {
         loop {
             let now = Instant::now();
             if now >= next_poll {
-                for pool in &self.pools {
+                for pool in self.pools.load().iter() {
                     self.refresh_set(pool).await;
                 }
                 next_poll = now + self.poll_interval;
@@ -270,7 +271,7 @@ mod tests {
             -1,
         ));
         let discovery = DiscoveryService::new(
-            vec![Arc::clone(&pool)],
+            Pools::new(vec![Arc::clone(&pool)]),
             Some(registry.clone()),
             Arc::new(SystemResolver),
             Duration::from_secs(1),
@@ -305,7 +306,7 @@ mod tests {
             60,
         ));
         let discovery = DiscoveryService::new(
-            vec![Arc::clone(&pool)],
+            Pools::new(vec![Arc::clone(&pool)]),
             Some(registry.clone()),
             Arc::new(SystemResolver),
             Duration::from_secs(1),
@@ -363,7 +364,7 @@ mod tests {
             timeout: Duration::from_secs(1),
         };
         let discovery = DiscoveryService::new(
-            vec![Arc::clone(&pool)],
+            Pools::new(vec![Arc::clone(&pool)]),
             None,
             resolver.clone(),
             Duration::from_secs(1),
@@ -426,7 +427,7 @@ mod tests {
         );
         let resolver = Arc::new(StaticResolver::default());
         let discovery = DiscoveryService::new(
-            vec![Arc::clone(&pool)],
+            Pools::new(vec![Arc::clone(&pool)]),
             None,
             resolver.clone(),
             Duration::from_secs(1),
@@ -462,7 +463,7 @@ mod tests {
         }
         let metrics = Arc::new(Metrics::new());
         let discovery = DiscoveryService::new(
-            vec![Arc::clone(&pool)],
+            Pools::new(vec![Arc::clone(&pool)]),
             Some(registry.clone()),
             Arc::new(StaticResolver::default()),
             Duration::from_secs(1),
@@ -486,7 +487,7 @@ mod tests {
             "#,
         );
         let discovery = DiscoveryService::new(
-            vec![Arc::clone(&local)],
+            Pools::new(vec![Arc::clone(&local)]),
             Some(registry),
             Arc::new(StaticResolver::default()),
             Duration::from_secs(1),

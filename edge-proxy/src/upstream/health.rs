@@ -6,6 +6,7 @@
 //! unsigned one 403.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck};
@@ -15,27 +16,25 @@ use pingora::services::background::BackgroundService;
 
 use super::pool::{Instance, ServicePool};
 use super::sigv4::{sign_request, Signer};
+use super::Pools;
 use crate::ops::metrics::Metrics;
 
 pub struct HealthService {
-    pools: Vec<Arc<ServicePool>>,
+    pools: Pools,
     metrics: Arc<Metrics>,
     signer: Option<Arc<Signer>>,
 }
 
+/// How often the set of pools is looked at for pools a config reload added.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
+
 impl HealthService {
-    /// Checks the pools that have health checks on; `signer` signs the checks of `aws-iam`
-    /// services.
-    pub fn new(
-        pools: Vec<Arc<ServicePool>>,
-        metrics: Arc<Metrics>,
-        signer: Option<Arc<Signer>>,
-    ) -> Self {
+    /// Checks the pools that have health checks on (those of the current set: a reload's new
+    /// pools are picked up, a replaced pool's checks stop); `signer` signs the checks of
+    /// `aws-iam` services.
+    pub fn new(pools: Pools, metrics: Arc<Metrics>, signer: Option<Arc<Signer>>) -> Self {
         HealthService {
-            pools: pools
-                .into_iter()
-                .filter(|p| p.config.health_check.enabled)
-                .collect(),
+            pools,
             metrics,
             signer,
         }
@@ -100,30 +99,41 @@ impl HealthService {
 
 #[async_trait]
 impl BackgroundService for HealthService {
-    async fn start(&self, shutdown: ShutdownWatch) {
-        let tasks: Vec<_> = self
-            .pools
-            .iter()
-            .map(|pool| {
-                let (pool, mut shutdown) = (Arc::clone(pool), shutdown.clone());
-                let this = HealthService {
-                    pools: Vec::new(),
-                    metrics: Arc::clone(&self.metrics),
-                    signer: self.signer.clone(),
-                };
-                tokio::spawn(async move {
-                    loop {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let this = Arc::new(HealthService {
+            pools: self.pools.clone(),
+            metrics: Arc::clone(&self.metrics),
+            signer: self.signer.clone(),
+        });
+        // One task per pool with checks on, for as long as that pool is current.
+        let mut checked: Vec<Arc<ServicePool>> = Vec::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            checked.retain(|pool| this.pools.contains(pool));
+            for pool in this.pools.load().iter() {
+                if !pool.config.health_check.enabled || checked.iter().any(|p| Arc::ptr_eq(p, pool))
+                {
+                    continue;
+                }
+                checked.push(Arc::clone(pool));
+                let (this, pool, mut shutdown) =
+                    (Arc::clone(&this), Arc::clone(pool), shutdown.clone());
+                tasks.spawn(async move {
+                    while this.pools.contains(&pool) {
                         this.check_pool(&pool).await;
                         tokio::select! {
                             _ = tokio::time::sleep(pool.config.health_check.interval) => {}
                             _ = shutdown.changed() => return,
                         }
                     }
-                })
-            })
-            .collect();
-        for task in tasks {
-            let _ = task.await;
+                });
+            }
+            while tasks.try_join_next().is_some() {}
+            tokio::select! {
+                _ = tokio::time::sleep(SUPERVISE_EVERY) => {}
+                _ = shutdown.changed() => break,
+            }
         }
+        tasks.shutdown().await;
     }
 }

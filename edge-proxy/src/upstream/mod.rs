@@ -17,19 +17,51 @@ pub mod sigv4;
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
+
 use crate::ops::admin::UpstreamStatus;
 use crate::ops::metrics::Metrics;
 use pool::ServicePool;
 
-/// Every service's pool, as the admin listener sees them.
+/// Every service's pool. Discovery, health checks and the admin listener read the current set
+/// on each round; a config reload replaces it (keeping the pools of unchanged services).
 #[derive(Debug, Clone, Default)]
-pub struct Pools(pub Vec<Arc<ServicePool>>);
+pub struct Pools(Arc<ArcSwap<Vec<Arc<ServicePool>>>>);
+
+impl Pools {
+    pub fn new(pools: Vec<Arc<ServicePool>>) -> Pools {
+        Pools(Arc::new(ArcSwap::from_pointee(pools)))
+    }
+
+    /// The current pools.
+    pub fn load(&self) -> Arc<Vec<Arc<ServicePool>>> {
+        self.0.load_full()
+    }
+
+    pub fn replace(&self, pools: Vec<Arc<ServicePool>>) {
+        self.0.store(Arc::new(pools));
+    }
+
+    /// The current pool of a service.
+    pub fn get(&self, service: &str) -> Option<Arc<ServicePool>> {
+        self.0
+            .load()
+            .iter()
+            .find(|p| p.config.name == service)
+            .cloned()
+    }
+
+    /// Whether `pool` is still one of the current pools.
+    pub fn contains(&self, pool: &Arc<ServicePool>) -> bool {
+        self.0.load().iter().any(|p| Arc::ptr_eq(p, pool))
+    }
+}
 
 impl UpstreamStatus for Pools {
     fn unready_services(&self) -> Vec<String> {
         let now = Instant::now();
         let mut names: Vec<String> = self
-            .0
+            .load()
             .iter()
             .filter(|p| !p.has_usable(now))
             .map(|p| p.config.name.clone())
@@ -40,7 +72,7 @@ impl UpstreamStatus for Pools {
 
     fn record_gauges(&self, metrics: &Metrics) {
         let now = Instant::now();
-        for pool in &self.0 {
+        for pool in self.load().iter() {
             for (instance, state, healthy) in pool.breaker_states(now) {
                 metrics.breaker(&pool.config.name, &instance, state.as_gauge());
                 metrics.instance_health(&pool.config.name, &instance, healthy);

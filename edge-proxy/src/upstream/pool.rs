@@ -286,6 +286,25 @@ impl ServicePool {
         (added, removed)
     }
 
+    /// Takes the known addresses of `old`'s instances for the same URLs (a pool rebuilt by a
+    /// config reload serves at once; discovery resolves them again on its schedule).
+    pub fn adopt_addresses(&self, old: &ServicePool) {
+        let old_instances = old.instances.load();
+        for instance in self.instances.load().iter() {
+            if let Some(previous) = old_instances.iter().find(|o| o.url == instance.url) {
+                instance.addresses.store(previous.addresses());
+                let at = *previous
+                    .resolved_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                *instance
+                    .resolved_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = at;
+            }
+        }
+    }
+
     /// Chooses an instance for an attempt, skipping unusable ones and those in `tried`.
     pub fn select(&self, tried: &[InstanceId], now: Instant) -> Result<Attempt, Unavailable> {
         let instances = self.instances.load();
