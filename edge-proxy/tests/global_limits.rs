@@ -48,6 +48,18 @@ impl Redis {
         panic!("redis-server did not listen on {}", self.port);
     }
 
+    /// SIGSTOP / SIGCONT: a Redis that accepts nothing and answers nothing (slow), then resumes.
+    fn pause(&self, paused: bool) {
+        if let Some(child) = &self.child {
+            let signal = if paused { "-STOP" } else { "-CONT" };
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+
     /// SIGKILL: gone at once, connections reset.
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -252,6 +264,39 @@ async fn redis_killed_and_restarted_fails_open_or_closed_then_limits_again() {
     // What reached the stub: every admitted request (3 + 1 up, 10 open while down, the poll's
     // last, 3 again), none of the refused ones.
     assert_eq!(stub.count(), 3 + 1 + 10 + 1 + 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_stops_answering_costs_a_timeout_not_a_hang() {
+    let redis = Redis::start().await;
+    let stub = Stub::start("svc", Behaviour::Ok).await;
+    let proxy = start_proxy(&config(&stub.url(), &redis.url()), None).await;
+    assert_eq!(status(&proxy.base, "/api/closed/x").await.status(), 200);
+
+    redis.pause(true);
+    // Each request is answered (the call gives up after timeout-ms = 50): closed refuses, open
+    // admits; later ones skip Redis during the backoff.
+    for _ in 0..5 {
+        assert_eq!(status(&proxy.base, "/api/closed/p").await.status(), 429);
+        assert_eq!(status(&proxy.base, "/api/open/p").await.status(), 200);
+    }
+    assert!(
+        metric(
+            &proxy,
+            "edge_rate_limit_store_calls_total{outcome=\"timeout\"}"
+        ) >= 1.0
+    );
+    assert_eq!(metric(&proxy, "edge_rate_limit_store_up"), 0.0);
+
+    redis.pause(false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&proxy.base, "/api/closed/p").await.status() != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "Redis answers again, but still refused"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -150,7 +150,9 @@ impl RedisStore {
         let client = redis::Client::open(config.url.as_str())?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.timeout.max(Duration::from_millis(50))))
+            // Longer than the limiter's own timeout, which is what a request waits for; this
+            // one lets the manager give up on (and replace) a connection that stopped answering.
+            .set_response_timeout(Some((config.timeout * 4).max(Duration::from_millis(100))))
             .set_number_of_retries(2)
             .set_min_delay(BACKOFF_MIN)
             .set_max_delay(BACKOFF_MAX);
