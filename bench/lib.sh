@@ -5,6 +5,7 @@
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
+REDIS_PORT=${REDIS_PORT:-18079}
 if [ "${BENCH_SMOKE:-0}" = 1 ]; then RUNS=1; DURATION=2s; fi
 WORK=$(mktemp -d /tmp/edge-bench.XXXXXX)
 mkdir -p bench/results
@@ -26,6 +27,7 @@ install_tools() {
     command -v wrk >/dev/null || missing+=(wrk)
     command -v nginx >/dev/null || missing+=(nginx-light)
     command -v haproxy >/dev/null || missing+=(haproxy)
+    command -v redis-server >/dev/null || missing+=(redis-server)
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]} (apt)"
         local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
@@ -40,6 +42,16 @@ wait_port() {
 }
 
 stop_pid() { kill "$1" 2>/dev/null || true; for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -9 "$1" 2>/dev/null || true; }
+
+# A redis-server for global rate limits, on the server side's CPU, without persistence.
+start_redis() {
+    taskset -c 0 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+        >"$WORK/redis.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_port "$REDIS_PORT"
+    echo "$pid"
+}
 
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
@@ -115,11 +127,15 @@ CONF
     echo $!
 }
 
-edge_config() { # name listen admin full?
+edge_config() { # name listen admin routing|full|global
     local auth="" limit="" route_auth="" second="" extra=""
-    if [ "$4" = full ]; then
+    if [ "$4" = full ] || [ "$4" = global ]; then
         auth=$'[auth]\n[[auth.api-keys]]\nconsumer = "bench"\nkey-sha256 = "0fc44cf1dc0c85f7811e9f7fd516a92ea1f30e017687ad81c57b32674df898c3"\nscopes = ["bench"]'
         limit=$'[rate-limit]\nrequests-per-second = 1000000\nburst = 1000000'
+        if [ "$4" = global ]; then
+            # The same limit counted in Redis (bench's redis-server), with the default lease.
+            limit+=$'\nscope = "global"\n[redis]\nurl = "redis://127.0.0.1:'"$REDIS_PORT"$'"'
+        fi
         route_auth=$'auth = "api-key"\nscopes = ["bench"]'
         second=', "http://127.0.0.1:18087"'
         extra=$'balancer = "least-in-flight"\n[services.up.health-check]\ninterval-ms = 1000'
@@ -145,9 +161,9 @@ $route_auth
 CONF
 }
 
-start_edge() { # name port admin full?
+start_edge() { # name port admin routing|full|global
     edge_config "$1" "$2" "$3" "$4"
-    if [ "$4" = full ]; then
+    if [ "$4" = full ] || [ "$4" = global ]; then
         taskset -c 0 "${EDGE_BIN:-target/release/edge-proxy}" --log-format json run --config "$WORK/$1.toml" >/dev/null 2>"$WORK/$1-access.log" &
     else
         RUST_LOG=warn taskset -c 0 "${EDGE_BIN:-target/release/edge-proxy}" --log-format json run --config "$WORK/$1.toml" >/dev/null 2>&1 &

@@ -71,6 +71,10 @@ def proxy_table(meta, rows, allocs):
         "access-log line per request written to a file (%d lines in the last run)."
         % meta["access_lines"],
         "",
+        "Global limit (Redis) = everything on, with the rate limit counted in a local redis-server",
+        "(`scope = \"global\"`, default lease of up to 10 tokens for 250 ms) instead of per replica.",
+        "Its CPU per request is the proxy's only (Redis runs on the same CPU).",
+        "",
         "Edge proxy RSS: idle %d KiB, under load %d KiB." % (meta["rss_idle_kb"], meta["rss_load_kb"]),
     ]
     if meta.get("compare"):

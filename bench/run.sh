@@ -85,6 +85,12 @@ edge_rows() { # binary label
     stop_pid "$pid"
 }
 edge_rows target/release/edge-proxy ""
+# The same everything-on proxy with its limit counted in Redis (scope = "global", default
+# lease): what a limit shared by every replica costs against the per-replica one above.
+redis_pid=$(start_redis)
+pid=$(start_edge global 18092 18093 global); wait_port 18092; sleep 1
+row "edge-proxy, everything on, global limit (Redis)" "$(run_wrk http://127.0.0.1:18092/api/items "$pid" "${KEY[@]}")"
+stop_pid "$pid"; stop_pid "$redis_pid"
 [ -n "$COMPARE_BIN" ] && edge_rows "$COMPARE_BIN" " ($COMPARE_REF)"
 
 log "heap allocations per request (counting build)"
