@@ -3,7 +3,8 @@
 # nothing), saying what it does:
 #   - from apt, whatever is missing of: cmake (pingora's zlib-ng build), curl, make, a C
 #     compiler, python3 with venv and ensurepip, redis-server (global rate limits: the tests
-#     and `make dev` start their own on a free port);
+#     and `make dev` start their own on a free port), prometheus (its promtool checks the
+#     metrics and alert rules; `make dev PROMETHEUS=1` runs it), with no service started;
 #   - a project-local Python venv in .tools/venv with the locked tools (scripts/requirements.lock,
 #     installed with --require-hashes): moto, cargo-lambda, the SAM CLI, cfn-lint;
 #   - one build of the whole workspace into the shared target/ (tests never rebuild it: they
@@ -23,6 +24,7 @@ command -v make >/dev/null 2>&1 || missing+=(make)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     missing+=(python3-venv)
 fi
@@ -36,8 +38,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
     log "installing from apt: ${missing[*]}"
     as_root apt-get update -qq
+    # Packages such as redis-server and prometheus start a system service on install; the
+    # project starts its own on its own ports, so none is started (policy-rc.d: 101 = deny).
+    policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        policy=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+        as_root chmod +x "$policy"
+    fi
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-        || fail "apt-get could not install ${missing[*]}"
+        || { if [ -n "$policy" ]; then as_root rm -f "$policy"; fi; fail "apt-get could not install ${missing[*]}"; }
+    if [ -n "$policy" ]; then as_root rm -f "$policy"; fi
 fi
 command -v cargo >/dev/null 2>&1 || fail "no cargo: install Rust with rustup (rust-toolchain.toml names the version)"
 

@@ -23,7 +23,8 @@
 #
 # PROFILE is `dev` (ports 4566 / 9000 / 8080) or `test` (4576 / 9100 / 8180), so `make test`
 # can run while `make dev` is up. When the proxy's config has a global rate limit, a
-# redis-server (Debian's, no persistence) is started for it on :6390 (dev) or :6391 (test). Every process is started in its own session and stopped by
+# redis-server (Debian's, no persistence) is started for it on :6390 (dev) or :6391 (test).
+# PROMETHEUS=1 also starts Debian's Prometheus scraping the proxy (edge-proxy/monitoring/). Every process is started in its own session and stopped by
 # process group, so nothing is left behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -103,7 +104,7 @@ stop_one() {
 stop_all() {
     [ -d "$STATE" ] || return 0
     # Reverse start order: proxy, function URLs, functions, database.
-    for name in proxy redis reloader registrar-user-service registrar-product-service front2 front functions2 functions dynamodb; do
+    for name in prometheus proxy redis reloader registrar-user-service registrar-product-service front2 front functions2 functions dynamodb; do
         [ -f "$STATE/$name.pid" ] && stop_one "$STATE/$name.pid"
     done
     rm -f "$STATE/shape" "$STATE/credentials.env"
@@ -303,6 +304,21 @@ start_redis() {
     done
 }
 
+start_prometheus() {
+    # Debian's prometheus, scraping the admin listener with the alert rules loaded; UI on :9090
+    # (dev) or :9190 (test).
+    local port=$([ "$PROFILE" = dev ] && echo 9090 || echo 9190)
+    command -v prometheus >/dev/null || { log "no prometheus: run scripts/setup.sh"; return 1; }
+    port_free "$port" || { log "port $port is in use"; return 1; }
+    mkdir -p "$STATE/prometheus"
+    cp edge-proxy/monitoring/alerts.yml "$STATE/prometheus/"
+    sed "s/127.0.0.1:9901/127.0.0.1:$ADMIN_PORT/" edge-proxy/monitoring/prometheus.yml >"$STATE/prometheus/prometheus.yml"
+    log "starting Prometheus on :$port (scraping the proxy's admin listener)"
+    start prometheus prometheus --config.file="$STATE/prometheus/prometheus.yml" \
+        --storage.tsdb.path="$STATE/prometheus/data" --web.listen-address="127.0.0.1:$port"
+    wait_http "http://127.0.0.1:$port/-/ready" 30 Prometheus
+}
+
 warm_functions() { # base URL...
     # The first invocation of each function compiles/starts it: do it now, not in a test.
     log "warming up the functions"
@@ -329,6 +345,7 @@ case "${1:-}" in
         start_fronts
         register_instances
         start_proxy
+        [ "${PROMETHEUS:-0}" = 1 ] && start_prometheus
         trap - ERR
         log "stack is up ($SHAPE shape): proxy $PROXY_URL (admin $ADMIN_URL), functions $(instance_url 1 user-service) and $(instance_url 1 product-service), DynamoDB $DYNAMO_URL (logs in $STATE)"
         ;;

@@ -66,6 +66,8 @@ python scripts/check_template.py --template template.yaml
 for config in dev local-aws; do
     ./target/debug/edge-proxy check --config "edge-proxy/config/$config.toml"
 done
+promtool check rules edge-proxy/monitoring/alerts.yml
+promtool test rules edge-proxy/monitoring/alerts_test.yml
 
 next_stage "unit and integration tests"
 cargo test --locked --workspace --exclude e2e
@@ -86,6 +88,8 @@ for file in tests/tests/*.rs; do
     [ "$name" = faults ] || e2e_tests+=(--test "$name")
 done
 cargo test --locked --workspace --no-fail-fast "${e2e_tests[@]}" -- --test-threads 4
+# The live exposition, after the suite has made every kind of series appear.
+curl -sf "$E2E_ADMIN_URL/metrics" | promtool check metrics
 
 next_stage "faults"
 cargo test --locked --workspace --test faults -- --test-threads 1

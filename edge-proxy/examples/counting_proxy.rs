@@ -9,8 +9,8 @@
 //! ALLOC_COUNT_FILE=/tmp/allocs counting_proxy bare LISTEN_ADDR UPSTREAM_ADDR
 //! ```
 //! The second form counts bare Pingora's (`common/bare.rs`), for comparison.
-//! Every 100 ms the file is rewritten with one line: `<allocations> <bytes allocated>`, both
-//! counted since start.
+//! Every 100 ms the file is replaced (written aside, then renamed, so a reader never sees it
+//! empty) with one line: `<allocations> <bytes allocated>`, both counted since start.
 
 use std::alloc::System;
 use std::process::ExitCode;
@@ -26,6 +26,7 @@ static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 fn main() -> ExitCode {
     if let Some(path) = std::env::var_os("ALLOC_COUNT_FILE") {
+        let aside = std::path::PathBuf::from(format!("{}.next", path.to_string_lossy()));
         std::thread::spawn(move || loop {
             let stats = ALLOCATOR.stats();
             let line = format!(
@@ -33,7 +34,9 @@ fn main() -> ExitCode {
                 stats.allocations + stats.reallocations,
                 stats.bytes_allocated
             );
-            let _ = std::fs::write(&path, line);
+            if std::fs::write(&aside, line).is_ok() {
+                let _ = std::fs::rename(&aside, &path);
+            }
             std::thread::sleep(Duration::from_millis(100));
         });
     }

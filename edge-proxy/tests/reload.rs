@@ -300,8 +300,18 @@ async fn a_broken_or_restart_only_config_is_refused_and_changes_nothing() {
     let _ = port;
 }
 
+/// A child process killed when dropped (a failing test leaves nothing running).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The `edge-proxy` binary, run with its `--upgrade-socket` in `dir`.
-fn spawn_binary(config: &Path, dir: &Path, upgrade: bool) -> Child {
+fn spawn_binary(config: &Path, dir: &Path, upgrade: bool) -> Running {
     let mut command = Command::new(env!("CARGO_BIN_EXE_edge-proxy"));
     command
         .args(["--log-format", "text", "run", "--config"])
@@ -313,12 +323,12 @@ fn spawn_binary(config: &Path, dir: &Path, upgrade: bool) -> Child {
     if upgrade {
         command.arg("--upgrade");
     }
-    command.spawn().unwrap()
+    Running(command.spawn().unwrap())
 }
 
-fn signal(child: &Child, name: &str) {
+fn signal(child: &Running, name: &str) {
     let status = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
+        .args([&format!("-{name}"), &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -375,7 +385,7 @@ async fn the_binary_reloads_on_sighup_and_upgrades_gracefully_losing_nothing() {
     let key = Arc::new(Mutex::new("old-key"));
     let load = Load::start(&base, key, 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut new = spawn_binary(&path, &dir.0, true);
+    let _new = spawn_binary(&path, &dir.0, true);
     let socket = dir.0.join("upgrade.sock");
     assert!(
         wait_for(Duration::from_secs(10), async || socket.exists()).await,
@@ -383,7 +393,7 @@ async fn the_binary_reloads_on_sighup_and_upgrades_gracefully_losing_nothing() {
     );
     signal(&old, "QUIT");
     let exited = wait_for(Duration::from_secs(15), async || {
-        matches!(old.try_wait(), Ok(Some(_)))
+        matches!(old.0.try_wait(), Ok(Some(_)))
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -398,6 +408,4 @@ async fn the_binary_reloads_on_sighup_and_upgrades_gracefully_losing_nothing() {
     );
     // The new process serves, with the config file as it now is.
     assert_eq!(get(&base, "/api/b/x", "new-key").await, 200);
-    let _ = new.kill();
-    let _ = new.wait();
 }

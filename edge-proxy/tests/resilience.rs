@@ -6,6 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use edge_proxy::ops::admin::UpstreamStatus;
 use edge_proxy::upstream::breaker::BreakerState;
 use edge_proxy::upstream::registry::{epoch_now, MemoryRegistry, Registration, RegistrySource};
 use support::{client, eventually, start_proxy, Behaviour, Stub};
@@ -325,6 +326,32 @@ async fn registry_instances_join_and_leave_within_a_poll_interval() {
         assert_eq!(get(&proxy.base, "/api/x").await.0, 200);
     }
     assert!(joiner.count() > 0, "and gets traffic");
+    // Its series, as the admin listener renders them: one per breaker state, closed = 1.
+    let series = |proxy: &support::RunningProxy| {
+        proxy.handle.pools.record_gauges(&proxy.handle.metrics);
+        let text = proxy.handle.metrics.render();
+        text.lines()
+            .filter(|l| l.contains(&format!("127.0.0.1:{}", joiner.port)))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let joined = series(&proxy);
+    assert!(
+        joined
+            .iter()
+            .any(|l| l.starts_with("edge_circuit_breaker_state{")
+                && l.contains("state=\"closed\"")
+                && l.ends_with(" 1")),
+        "{joined:?}"
+    );
+    assert!(
+        joined
+            .iter()
+            .any(|l| l.starts_with("edge_circuit_breaker_state{")
+                && l.contains("state=\"open\"")
+                && l.ends_with(" 0")),
+        "{joined:?}"
+    );
 
     // An outage keeps the last good set: failed polls happen (counted), the set stays.
     let failed_polls = |proxy: &support::RunningProxy| {
@@ -362,6 +389,11 @@ async fn registry_instances_join_and_leave_within_a_poll_interval() {
         assert_eq!(get(&proxy.base, "/api/x").await.0, 200);
     }
     assert_eq!(joiner.count(), before, "and gets no more traffic");
+    assert_eq!(
+        series(&proxy),
+        Vec::<String>::new(),
+        "and its series are gone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

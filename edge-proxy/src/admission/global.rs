@@ -334,7 +334,7 @@ impl GlobalLimiter {
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
     ) -> GlobalLimiter {
-        metrics.limit_store_up(true);
+        metrics.limit_store_ready();
         GlobalLimiter {
             store,
             lease_max: config.lease,

@@ -1,12 +1,25 @@
 //! The proxy's Prometheus metrics, owned by one struct (no global registry) and rendered in the
 //! text format by the admin listener.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
+
+/// One instance's breaker state and health, for the per-instance gauges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceSeries {
+    pub service: String,
+    pub instance: String,
+    /// `closed`, `open` or `half_open`.
+    pub breaker: &'static str,
+    pub healthy: bool,
+}
+
+const BREAKER_STATES: [&str; 3] = ["closed", "open", "half_open"];
 
 /// Why a request was refused before it was routed (the `reason` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +60,9 @@ pub struct Metrics {
     limit_store_calls: IntCounterVec,
     limit_store_up: IntGaugeVec,
     config_reloads: IntCounterVec,
+    /// Held while the per-instance series are replaced, so a scrape sees all or none.
+    instance_series: Mutex<()>,
+    names: Vec<String>,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -62,31 +78,70 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
+        // Every metric family name, as a query may use it (histograms with their series).
+        let names = std::cell::RefCell::new(Vec::new());
+        let register = |name: &str, collector: Box<dyn Collector>, histogram: bool| {
+            for desc in collector.desc() {
+                let mut names = names.borrow_mut();
+                names.push(desc.fq_name.clone());
+                if histogram {
+                    for suffix in ["_bucket", "_sum", "_count"] {
+                        names.push(format!("{}{suffix}", desc.fq_name));
+                    }
+                }
+            }
+            registry
+                .register(collector)
+                .unwrap_or_else(|e| unreachable!("register {name}: {e}"));
+        };
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let metric = IntCounterVec::new(Opts::new(name, help), labels)
                 .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-            registry
-                .register(Box::new(metric.clone()))
-                .unwrap_or_else(|e| unreachable!("register {name}: {e}"));
+            register(name, Box::new(metric.clone()), false);
             metric
         };
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             let metric = IntGaugeVec::new(Opts::new(name, help), labels)
                 .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-            registry
-                .register(Box::new(metric.clone()))
-                .unwrap_or_else(|e| unreachable!("register {name}: {e}"));
+            register(name, Box::new(metric.clone()), false);
             metric
         };
         let histogram = |name: &str, help: &str, labels: &[&str]| {
             let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
             let metric = HistogramVec::new(opts, labels)
                 .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-            registry
-                .register(Box::new(metric.clone()))
-                .unwrap_or_else(|e| unreachable!("register {name}: {e}"));
+            register(name, Box::new(metric.clone()), true);
             metric
         };
+        let build = gauge(
+            "edge_build_info",
+            "The running build, by version and profile; always 1.",
+            &["version", "profile"],
+        );
+        let profile = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
+        build
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), profile])
+            .set(1);
+        // process_cpu_seconds_total, process_resident_memory_bytes, open fds, start time.
+        register(
+            "process metrics",
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+            false,
+        );
+        let config_reloads = counter(
+            "edge_config_reloads_total",
+            "Config reloads (SIGHUP or POST /reload), by outcome: applied or refused (the \
+             running config stays).",
+            &["outcome"],
+        );
+        // Both outcomes from the start, so increase() sees the first refusal.
+        for outcome in ["applied", "refused"] {
+            config_reloads.with_label_values(&[outcome]);
+        }
         Metrics {
             requests: counter(
                 "edge_requests_total",
@@ -120,8 +175,9 @@ impl Metrics {
             ),
             breaker_state: gauge(
                 "edge_circuit_breaker_state",
-                "Breaker per instance: 0 closed, 1 open, 2 half-open.",
-                &["service", "instance"],
+                "Breaker per instance: 1 for its current state (closed, open, half_open), 0 for \
+                 the others.",
+                &["service", "instance", "state"],
             ),
             instance_healthy: gauge(
                 "edge_instance_healthy",
@@ -182,14 +238,17 @@ impl Metrics {
                 "1 while the last call to the global rate-limit store succeeded, 0 after a failure.",
                 &[],
             ),
-            config_reloads: counter(
-                "edge_config_reloads_total",
-                "Config reloads (SIGHUP or POST /reload), by outcome: applied or refused (the \
-                 running config stays).",
-                &["outcome"],
-            ),
+            instance_series: Mutex::new(()),
+            config_reloads,
+            names: names.take(),
             registry,
         }
+    }
+
+    /// Every metric family this registry exports (histograms with their `_bucket`, `_sum`
+    /// and `_count` series), whether or not it has a series yet.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     pub fn config_reload(&self, applied: bool) {
@@ -201,6 +260,14 @@ impl Metrics {
     /// One call to the global rate-limit store: `ok`, `error`, `timeout` or `skipped`.
     pub fn limit_store_call(&self, outcome: &'static str) {
         self.limit_store_calls.with_label_values(&[outcome]).inc();
+    }
+
+    /// A global limiter exists: its series from the start (up, and every outcome at 0).
+    pub fn limit_store_ready(&self) {
+        for outcome in ["ok", "error", "timeout", "skipped"] {
+            self.limit_store_calls.with_label_values(&[outcome]);
+        }
+        self.limit_store_up(true);
     }
 
     pub fn limit_store_up(&self, up: bool) {
@@ -263,10 +330,23 @@ impl Metrics {
             .inc();
     }
 
-    pub fn breaker(&self, service: &str, instance: &str, state: i64) {
-        self.breaker_state
-            .with_label_values(&[service, instance])
-            .set(state);
+    /// Replaces every per-instance series (breaker state, health) with `series`: instances
+    /// no longer in any pool stop being reported.
+    pub fn replace_instance_series(&self, series: &[InstanceSeries]) {
+        let _whole = self
+            .instance_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.breaker_state.reset();
+        self.instance_healthy.reset();
+        for entry in series {
+            for state in BREAKER_STATES {
+                self.breaker_state
+                    .with_label_values(&[entry.service.as_str(), &entry.instance, state])
+                    .set(i64::from(state == entry.breaker));
+            }
+            self.instance_health(&entry.service, &entry.instance, entry.healthy);
+        }
     }
 
     pub fn instance_health(&self, service: &str, instance: &str, healthy: bool) {
@@ -309,6 +389,10 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        let _whole = self
+            .instance_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let dropped = self.log_dropped.with_label_values::<&str>(&[]);
         let now = super::telemetry::dropped_lines();
         if now > dropped.get() {

@@ -24,12 +24,12 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
-    /// 0 closed, 1 open, 2 half-open (the metrics encoding).
-    pub fn as_gauge(self) -> i64 {
+    /// The `state` label of `edge_circuit_breaker_state`.
+    pub fn label(self) -> &'static str {
         match self {
-            BreakerState::Closed => 0,
-            BreakerState::Open => 1,
-            BreakerState::HalfOpen => 2,
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
         }
     }
 }

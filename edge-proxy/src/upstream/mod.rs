@@ -20,7 +20,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use crate::ops::admin::UpstreamStatus;
-use crate::ops::metrics::Metrics;
+use crate::ops::metrics::{InstanceSeries, Metrics};
 use pool::ServicePool;
 
 /// Every service's pool. Discovery, health checks and the admin listener read the current set
@@ -72,11 +72,18 @@ impl UpstreamStatus for Pools {
 
     fn record_gauges(&self, metrics: &Metrics) {
         let now = Instant::now();
+        let mut series = Vec::new();
         for pool in self.load().iter() {
             for (instance, state, healthy) in pool.breaker_states(now) {
-                metrics.breaker(&pool.config.name, &instance, state.as_gauge());
-                metrics.instance_health(&pool.config.name, &instance, healthy);
+                series.push(InstanceSeries {
+                    service: pool.config.name.clone(),
+                    instance,
+                    breaker: state.label(),
+                    healthy,
+                });
             }
         }
+        // Only the current instances: those that left (registry, reload) lose their series.
+        metrics.replace_instance_series(&series);
     }
 }
