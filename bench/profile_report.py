@@ -30,7 +30,7 @@ def parse(path):
         m = LINE.match(line)
         if m:
             # perf pads symbols into columns ("name   -   -"): keep the name only.
-            symbol = re.sub(r"(\s+-)+\s*$", "", m.group(4)).strip()
+            symbol = re.sub(r"(\s+-)+\s*$|\s+\.\.\.$", "", m.group(4).rstrip()).strip()
             rows.append((float(m.group(1)), m.group(2), m.group(3), symbol))
     return rows
 

@@ -127,7 +127,7 @@ for fn in user-service product-service; do
     x86=$(stat -c %s "$WORK/$fn-x86_64")
     colds=()
     for _ in $(seq 1 "$((RUNS * 3))"); do
-        colds+=("$(python3 bench/runtime_api.py "$WORK/$fn-x86_64" "$table_env=bench")")
+        colds+=("$(python3 bench/runtime_api.py "$WORK/$fn-x86_64" "$table_env=bench" "CURSOR_SECRET=$(python3 -c "import secrets; print(secrets.token_hex(32))")")")
     done
     arm=0
     if CARGO_TARGET_DIR="$LAMBDA_TARGET" cargo lambda build --release --arm64 --bin "$fn" >/dev/null 2>&1; then
