@@ -522,7 +522,7 @@ impl ProxyHttp for EdgeProxy {
             latency_ms = latency * 1000.0,
             upstream = %ctx.last_instance.as_ref().map_or(&NONE as &dyn std::fmt::Display, |i| &i.url),
             retries = ctx.attempts.saturating_sub(1),
-            client = %ctx.client.map_or_else(|| "-".to_string(), |ip| ip.to_string()),
+            client = %ctx.client.as_ref().map_or(&NONE as &dyn std::fmt::Display, |ip| ip),
             consumer = ctx.identity.as_ref().map_or("-", |i| i.id.as_str()),
             auth = ctx.auth_outcome.as_str(),
             rate_limited = status == 429 && ctx.rate.is_some(),
