@@ -345,6 +345,14 @@ async fn wait_for(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool
     false
 }
 
+/// Whether GET `path` with `key` is answered 200 within `seconds`.
+async fn answers(base: &str, path: &str, key: &str, seconds: u64) -> bool {
+    wait_for(Duration::from_secs(seconds), async || {
+        get(base, path, key).await == 200
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_binary_reloads_on_sighup_and_upgrades_gracefully_losing_nothing() {
     let stub = Stub::start("svc", Behaviour::Ok).await;
@@ -355,12 +363,7 @@ async fn the_binary_reloads_on_sighup_and_upgrades_gracefully_losing_nothing() {
     let mut old = spawn_binary(&path, &dir.0, false);
     let base = format!("http://127.0.0.1:{port}");
     assert!(
-        wait_for(Duration::from_secs(20), async || get(
-            &base, "/api/a/x", "old-key"
-        )
-        .await
-            == 200)
-        .await,
+        answers(&base, "/api/a/x", "old-key", 20).await,
         "the proxy binary did not start"
     );
 
@@ -372,12 +375,7 @@ async fn the_binary_reloads_on_sighup_and_upgrades_gracefully_losing_nothing() {
     .unwrap();
     signal(&old, "HUP");
     assert!(
-        wait_for(Duration::from_secs(5), async || get(
-            &base, "/api/b/x", "new-key"
-        )
-        .await
-            == 200)
-        .await,
+        answers(&base, "/api/b/x", "new-key", 5).await,
         "SIGHUP did not reload"
     );
 
