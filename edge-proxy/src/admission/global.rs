@@ -40,6 +40,9 @@ use crate::ops::metrics::Metrics;
 /// Leases kept at most; past this, expired ones are dropped, and if none are, keys go to Redis
 /// on every request rather than growing the table.
 const MAX_LEASES: usize = 100_000;
+/// A full table is swept for expired leases at most this often: a sweep walks the whole table,
+/// and a flood of new keys (an attacker rotating addresses) must not pay for one per request.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -293,6 +296,15 @@ struct Lease {
     limited_until: Option<Instant>,
 }
 
+/// The leases this replica holds, bounded.
+#[derive(Debug)]
+struct Leases {
+    by_key: HashMap<u64, Lease>,
+    capacity: usize,
+    last_sweep: Option<Instant>,
+    sweeps: u64,
+}
+
 /// Whether the store is answering, and when to try it again if not.
 #[derive(Debug, Default)]
 struct Health {
@@ -307,7 +319,7 @@ pub struct GlobalLimiter {
     lease_max: u32,
     lease_ttl: Duration,
     timeout: Duration,
-    leases: Mutex<HashMap<u64, Lease>>,
+    leases: Mutex<Leases>,
     hasher: RandomState,
     health: Mutex<Health>,
     metrics: Arc<Metrics>,
@@ -340,7 +352,12 @@ impl GlobalLimiter {
             lease_max: config.lease,
             lease_ttl: config.lease_ttl,
             timeout: config.timeout,
-            leases: Mutex::new(HashMap::new()),
+            leases: Mutex::new(Leases {
+                by_key: HashMap::new(),
+                capacity: MAX_LEASES,
+                last_sweep: None,
+                sweeps: 0,
+            }),
             hasher: RandomState::new(),
             health: Mutex::new(Health::default()),
             metrics,
@@ -359,7 +376,7 @@ impl GlobalLimiter {
         let id = self.hasher.hash_one((policy.name.as_str(), key));
         let ask = {
             let mut leases = lock(&self.leases);
-            match leases.get_mut(&id) {
+            match leases.by_key.get_mut(&id) {
                 Some(lease) if now < lease.expires || lease.limited_until > Some(now) => {
                     if let Some(until) = lease.limited_until.filter(|until| now < *until) {
                         return Some(Decision::Limited {
@@ -437,18 +454,27 @@ impl GlobalLimiter {
     /// Stores a lease; tokens another request took meanwhile for the same key are kept.
     fn keep(&self, id: u64, mut lease: Lease, now: Instant) {
         let mut leases = lock(&self.leases);
-        if leases.len() >= MAX_LEASES && !leases.contains_key(&id) {
-            leases.retain(|_, l| now < l.expires || l.limited_until > Some(now));
-            if leases.len() >= MAX_LEASES {
+        if leases.by_key.len() >= leases.capacity && !leases.by_key.contains_key(&id) {
+            let due = leases
+                .last_sweep
+                .is_none_or(|at| now.saturating_duration_since(at) >= SWEEP_EVERY);
+            if due {
+                leases.last_sweep = Some(now);
+                leases.sweeps += 1;
+                leases
+                    .by_key
+                    .retain(|_, l| now < l.expires || l.limited_until > Some(now));
+            }
+            if leases.by_key.len() >= leases.capacity {
                 return;
             }
         }
-        if let Some(previous) = leases.get(&id) {
+        if let Some(previous) = leases.by_key.get(&id) {
             if now < previous.expires && lease.limited_until.is_none() {
                 lease.tokens = lease.tokens.saturating_add(previous.tokens);
             }
         }
-        leases.insert(id, lease);
+        leases.by_key.insert(id, lease);
     }
 
     /// Whether to call the store now: yes while it is up; once per backoff period while down.
@@ -626,6 +652,28 @@ mod tests {
             out.push(admitted(limiter.check(policy, key).await));
         }
         out
+    }
+
+    #[tokio::test]
+    async fn a_full_lease_table_stays_bounded_and_is_swept_at_most_every_100_ms() {
+        let (clock, store, replicas) = fleet(4, 250);
+        let limiter = &replicas[0];
+        lock(&limiter.leases).capacity = 10;
+        let policy = policy(1000.0, 1000, StoreFailure::Open);
+        for key in 0..50 {
+            assert!(admitted(limiter.check(&policy, &key).await));
+        }
+        // Full: ten leases kept, the other keys still decided (by the store).
+        assert_eq!(lock(&limiter.leases).by_key.len(), 10);
+        assert_eq!(store.calls.load(Ordering::SeqCst), 50);
+        // 40 keys found the table full at one instant: one sweep, not 40.
+        assert_eq!(lock(&limiter.leases).sweeps, 1);
+        // Once the leases have expired and a sweep is due, new keys get leases again.
+        clock.advance(Duration::from_millis(300));
+        assert!(admitted(limiter.check(&policy, &1000).await));
+        let leases = lock(&limiter.leases);
+        assert_eq!(leases.by_key.len(), 1);
+        assert_eq!(leases.sweeps, 2);
     }
 
     #[tokio::test]
