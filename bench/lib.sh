@@ -55,19 +55,26 @@ start_redis() {
 
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-start_upstreams() {
-    mkdir -p "$WORK/up"
-    cat >"$WORK/up/nginx.conf" <<CONF
+# The part of an nginx config every bench nginx shares, for one working directory; the
+# caller appends its server blocks and closes the http block.
+nginx_head() { # dir
+    cat <<CONF
 worker_processes 1;
 master_process off;
-pid $WORK/up/nginx.pid;
-error_log $WORK/up/error.log;
+pid $1/nginx.pid;
+error_log $1/error.log;
 events { worker_connections 4096; }
 http {
     access_log off;
     keepalive_requests 10000000;
-    client_body_temp_path $WORK/up; proxy_temp_path $WORK/up; fastcgi_temp_path $WORK/up;
-    uwsgi_temp_path $WORK/up; scgi_temp_path $WORK/up;
+    client_body_temp_path $1; proxy_temp_path $1; fastcgi_temp_path $1;
+    uwsgi_temp_path $1; scgi_temp_path $1;
+CONF
+}
+
+start_upstreams() {
+    mkdir -p "$WORK/up"
+    { nginx_head "$WORK/up"; cat <<CONF
     server {
         listen 127.0.0.1:18081;
         listen 127.0.0.1:18087;
@@ -75,6 +82,7 @@ http {
     }
 }
 CONF
+    } >"$WORK/up/nginx.conf"
     taskset -c 0 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -g 'daemon off;' >/dev/null 2>&1 &
     UPSTREAM_PID=$!
     PIDS+=("$UPSTREAM_PID")
@@ -83,17 +91,7 @@ CONF
 
 start_nginx_proxy() {
     mkdir -p "$WORK/np"
-    cat >"$WORK/np/nginx.conf" <<CONF
-worker_processes 1;
-master_process off;
-pid $WORK/np/nginx.pid;
-error_log $WORK/np/error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 10000000;
-    client_body_temp_path $WORK/np; proxy_temp_path $WORK/np; fastcgi_temp_path $WORK/np;
-    uwsgi_temp_path $WORK/np; scgi_temp_path $WORK/np;
+    { nginx_head "$WORK/np"; cat <<CONF
     upstream up { server 127.0.0.1:18081; keepalive 64; }
     server {
         listen 127.0.0.1:18082;
@@ -101,6 +99,7 @@ http {
     }
 }
 CONF
+    } >"$WORK/np/nginx.conf"
     taskset -c 0 nginx -p "$WORK/np" -c "$WORK/np/nginx.conf" -g 'daemon off;' >/dev/null 2>&1 &
     echo $!
 }

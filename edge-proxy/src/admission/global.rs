@@ -131,10 +131,7 @@ return {granted, remaining, next_tat - now, 0}
 /// Interval and tolerance of a policy in microseconds (at least 1 µs per token).
 fn micros(policy: &RatePolicy) -> (u64, u64) {
     let interval = (policy.interval_ns() / 1000).max(1);
-    (
-        interval,
-        interval.saturating_mul(u64::from(policy.burst.saturating_sub(1))),
-    )
+    (interval, policy.tolerance(interval))
 }
 
 /// Redis (or Valkey, ElastiCache, MemoryDB) through `redis`'s reconnecting connection manager,
@@ -266,7 +263,7 @@ impl TokenStore for MemoryStore {
             .saturating_duration_since(self.epoch)
             .as_nanos() as u64;
         let interval = policy.interval_ns();
-        let tolerance = interval.saturating_mul(u64::from(policy.burst.saturating_sub(1)));
+        let tolerance = policy.tolerance(interval);
         let mut buckets = lock(&self.buckets);
         let tat = buckets.get(key).copied().unwrap_or(0);
         let (next, reply) = gcra_take(tat, now, interval, tolerance, want);
@@ -335,8 +332,9 @@ impl std::fmt::Debug for GlobalLimiter {
     }
 }
 
+/// Whole seconds, rounded up (the local limiter's rounding).
 fn ceil_seconds(duration: Duration) -> u64 {
-    (duration.as_nanos() as u64).div_ceil(1_000_000_000)
+    super::ratelimit::ceil_seconds(duration.as_nanos() as u64)
 }
 
 impl GlobalLimiter {

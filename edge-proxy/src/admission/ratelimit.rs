@@ -62,7 +62,7 @@ impl std::fmt::Debug for RateLimiter {
     }
 }
 
-fn ceil_seconds(ns: u64) -> u64 {
+pub(super) fn ceil_seconds(ns: u64) -> u64 {
     ns.div_ceil(1_000_000_000)
 }
 
@@ -103,9 +103,7 @@ impl RateLimiter {
         now: Instant,
     ) -> Option<u64> {
         let t = now.saturating_duration_since(self.epoch).as_nanos() as u64 + 1;
-        let tolerance = policy
-            .interval_ns()
-            .saturating_mul(u64::from(policy.burst.saturating_sub(1)));
+        let tolerance = policy.tolerance(policy.interval_ns());
         let tat = self.cell(policy, key).load(Ordering::Relaxed).max(t);
         (tat - t > tolerance).then(|| ceil_seconds(tat - t - tolerance).max(1))
     }
@@ -116,7 +114,7 @@ impl RateLimiter {
         let cell = self.cell(policy, key);
         let t = now.saturating_duration_since(self.epoch).as_nanos() as u64 + 1;
         let interval = policy.interval_ns();
-        let tolerance = interval.saturating_mul(u64::from(policy.burst.saturating_sub(1)));
+        let tolerance = policy.tolerance(interval);
         let mut current = cell.load(Ordering::Relaxed);
         loop {
             let tat = current.max(t);

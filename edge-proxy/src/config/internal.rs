@@ -293,6 +293,12 @@ impl RatePolicy {
         (1e9 / self.rate_per_second).max(1.0) as u64
     }
 
+    /// GCRA's tolerance for an `interval` in any unit: how far ahead of now the theoretical
+    /// arrival time may be (`burst − 1` intervals) for a request to be allowed.
+    pub fn tolerance(&self, interval: u64) -> u64 {
+        interval.saturating_mul(u64::from(self.burst.saturating_sub(1)))
+    }
+
     /// Time for an empty bucket to refill completely, in whole seconds (the policy window).
     pub fn window_seconds(&self) -> u64 {
         ((f64::from(self.burst) / self.rate_per_second).ceil() as u64).max(1)

@@ -67,12 +67,13 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
 
-    const GOOD: &str = r#"
+    /// A minimal valid config, for tests here and elsewhere in the crate.
+    pub(crate) const GOOD: &str = r#"
         [server]
         listen = "127.0.0.1:8080"
 

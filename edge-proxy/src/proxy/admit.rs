@@ -7,7 +7,7 @@ use std::sync::Arc;
 use pingora::proxy::Session;
 
 use super::context::{AuthOutcome, RequestCtx};
-use super::{EdgeProxy, ProxyError};
+use super::{EdgeProxy, ProxyError, ProxyState};
 use crate::admission::auth::{AuthError, Authenticator};
 use crate::admission::ratelimit::Decision;
 use crate::config::{AuthMode, LimitScope, Route};
@@ -45,14 +45,15 @@ impl EdgeProxy {
     /// Authenticates, authorizes and rate limits; `Some(error)` when the request is refused.
     /// A client address that has failed authentication too often is refused (429) before any
     /// credential of its is looked at, valid or not.
+    /// `state` is the request's own (`ctx.state`), passed apart so `ctx` can be written.
     pub(super) async fn admit(
         &self,
         session: &Session,
+        state: &ProxyState,
         route: &Route,
         ctx: &mut RequestCtx,
     ) -> Option<(ProxyError, Vec<(&'static str, String)>)> {
         let headers = &session.req_header().headers;
-        let state = Arc::clone(&ctx.state);
         let now = self.clock.now();
         let client_key = ctx
             .client

@@ -235,7 +235,7 @@ impl ProxyHttp for EdgeProxy {
             }
         };
         ctx.route = Some(Arc::clone(&target));
-        if let Some((error, mut headers)) = self.admit(session, &target.route, ctx).await {
+        if let Some((error, mut headers)) = self.admit(session, &state, &target.route, ctx).await {
             headers.push(("x-request-id", ctx.request_id.clone()));
             error.respond_with(session, &headers).await?;
             return Ok(true);

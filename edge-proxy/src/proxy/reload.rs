@@ -180,17 +180,7 @@ pub fn restart_only(current: &Config, next: &Config, can_sign: bool) -> Result<(
 mod tests {
     use super::*;
 
-    const BASE: &str = r#"
-        [server]
-        listen = "127.0.0.1:8080"
-
-        [services.users]
-        instances = ["http://127.0.0.1:9000/lambda-url/user-service"]
-
-        [[routes]]
-        prefix = "/api/users"
-        service = "users"
-    "#;
+    use crate::config::tests::GOOD as BASE;
 
     fn check(next: &str) -> Result<(), String> {
         let (a, b) = (Config::parse(BASE).unwrap(), Config::parse(next).unwrap());
