@@ -58,7 +58,7 @@ impl EdgeProxy {
         let client_key = ctx
             .client
             .map(|ip| LimitKey::Client(state.client.limit_ip(ip)));
-        let failure_limit = match (&state.failure_limit, &client_key) {
+        let failure_limit = match (&state.config.auth.failure_limit, &client_key) {
             (Some(policy), Some(key)) if route.auth != AuthMode::Public => Some((policy, key)),
             _ => None,
         };

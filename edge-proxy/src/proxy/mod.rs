@@ -197,7 +197,7 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
         let state = Arc::clone(&ctx.state);
-        session.set_read_timeout(Some(state.client_timeout));
+        session.set_read_timeout(Some(state.config.server.client_timeout));
         let headers = &session.req_header().headers;
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         ctx.request_id = request_id(header("x-request-id"));
@@ -210,7 +210,7 @@ impl ProxyHttp for EdgeProxy {
             header("traceparent"),
             header("tracestate"),
         ));
-        if let Err(error) = hygiene::check(session.req_header(), &state.limits) {
+        if let Err(error) = hygiene::check(session.req_header(), &state.config.server.limits) {
             error
                 .respond_with(session, &[("x-request-id", ctx.request_id.clone())])
                 .await?;
@@ -251,7 +251,7 @@ impl ProxyHttp for EdgeProxy {
             let mut body = Vec::new();
             while let Some(chunk) = session.read_request_body().await.map_err(unreadable_body)? {
                 body.extend_from_slice(&chunk);
-                if body.len() > state.limits.max_body_bytes
+                if body.len() > state.config.server.limits.max_body_bytes
                     || session.as_ref().retry_buffer_truncated()
                 {
                     ProxyError::PayloadTooLarge
@@ -273,7 +273,7 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         ctx.body_bytes += body.as_ref().map_or(0, |b| b.len());
-        if ctx.body_bytes > ctx.state.limits.max_body_bytes {
+        if ctx.body_bytes > ctx.state.config.server.limits.max_body_bytes {
             return Err(ProxyError::PayloadTooLarge.into_pingora());
         }
         if let Some(check) = ctx.utf8.as_mut() {
@@ -347,7 +347,7 @@ impl ProxyHttp for EdgeProxy {
             request_id: &ctx.request_id,
             trace: ctx.trace.as_ref(),
             identity: ctx.identity.as_ref(),
-            forward_credentials: ctx.state.forward_credentials,
+            forward_credentials: ctx.state.config.auth.forward_credentials,
             signed: target.pool.config.aws_iam,
         }
         .apply(session, upstream_request)?;

@@ -75,7 +75,7 @@ impl Reloader {
     fn apply(&self) -> Result<Applied, Error> {
         let config = Config::load(&self.path)?;
         let current = self.state.load_full();
-        restart_only(current.config(), &config, self.can_sign)?;
+        restart_only(&current.config, &config, self.can_sign)?;
         let next = ProxyState::build(&config, Some(&current), &self.deps)?;
         let pools_kept = next
             .pools

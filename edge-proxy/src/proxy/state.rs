@@ -6,14 +6,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::client::ClientAddress;
 use super::routing::Router;
 use super::RouteTarget;
 use crate::admission::auth::Authenticator;
 use crate::admission::global::{GlobalLimiter, RedisStore, TokenStore};
-use crate::config::{Config, ConfigError, Limits, RatePolicy, ServiceConfig};
+use crate::config::{Config, ConfigError, ServiceConfig};
 use crate::error::Error;
 use crate::ops::clock::Clock;
 use crate::ops::metrics::Metrics;
@@ -22,17 +21,15 @@ use crate::upstream::pool::{InstanceSource, InstanceSpec, ServicePool};
 
 /// One config's worth of request-path state.
 pub struct ProxyState {
+    /// The config it was built from; the request path reads its timeouts, size limits, the
+    /// failure limit and credential forwarding from here.
     pub(super) config: Arc<Config>,
     pub(super) router: Router<RouteTarget>,
     pub(super) client: ClientAddress,
-    pub(super) failure_limit: Option<Arc<RatePolicy>>,
     pub(super) pools: HashMap<String, Arc<ServicePool>>,
-    pub(super) client_timeout: Duration,
-    pub(super) limits: Limits,
     pub(super) auth: Arc<Authenticator>,
     /// Policies with `scope = "global"`, when `[redis]` is configured.
     pub(super) global: Option<Arc<GlobalLimiter>>,
-    pub(super) forward_credentials: bool,
 }
 
 impl std::fmt::Debug for ProxyState {
@@ -115,13 +112,9 @@ impl ProxyState {
                 config.server.trusted_proxies.clone(),
                 config.server.ipv6_prefix_length,
             ),
-            failure_limit: config.auth.failure_limit.clone(),
             pools,
-            client_timeout: config.server.client_timeout,
-            limits: config.server.limits,
             auth: Arc::new(auth),
             global,
-            forward_credentials: config.auth.forward_credentials,
         })
     }
 
@@ -132,10 +125,6 @@ impl ProxyState {
 
     pub fn auth(&self) -> &Arc<Authenticator> {
         &self.auth
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
     }
 }
 
