@@ -56,6 +56,9 @@ pub enum Error {
     /// A JWT could not be minted.
     #[error("could not sign the token: {0}")]
     Token(#[source] jsonwebtoken::errors::Error),
+    /// The OTLP trace exporter could not be built.
+    #[error("trace export: {0}")]
+    TraceExport(String),
     /// The runtime, a signal handler or another OS resource could not be set up.
     #[error("{what}: {source}")]
     Os {

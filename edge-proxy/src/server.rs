@@ -21,6 +21,8 @@ use crate::error::Error;
 use crate::ops::admin::{AdminApp, ConfigReload};
 use crate::ops::clock::{Clock, SystemClock};
 use crate::ops::metrics::Metrics;
+use crate::ops::otlp;
+use crate::ops::trace::Tracer;
 use crate::proxy::downstream::EdgeApp;
 use crate::proxy::reload::Reloader;
 use crate::proxy::{EdgeProxy, ProxyState, StateDeps};
@@ -37,6 +39,8 @@ use crate::upstream::Pools;
 pub struct ProxyHandle {
     pub metrics: Arc<Metrics>,
     pub pools: Pools,
+    /// Trace export (tests flush it).
+    pub tracer: Tracer,
 }
 
 impl ProxyHandle {
@@ -238,13 +242,35 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
         None => None,
     };
     let pools = Pools::new(state.pools());
+    let traces = &config.tracing;
+    let tracer = match otlp::endpoint(traces.endpoint.as_deref(), |name| std::env::var(name).ok()) {
+        Some(endpoint) => {
+            let settings = otlp::Settings {
+                sample_ratio: traces.sample_ratio,
+                service_name: traces.service_name.clone(),
+                queue_size: traces.queue_size,
+                export_timeout: traces.export_timeout,
+            };
+            let provider = otlp::provider(&settings, &endpoint, metrics.span_counters())
+                .map_err(Error::TraceExport)?;
+            tracing::info!(?endpoint, "exporting traces over OTLP/HTTP");
+            let tracer = Tracer::exporting(provider);
+            server.add_service(background_service(
+                "trace export",
+                TraceExport(tracer.clone()),
+            ));
+            tracer
+        }
+        None => Tracer::off(),
+    };
     let proxy = EdgeProxy::new(
         state,
         config.rate_limit_cells,
         Arc::clone(&metrics),
         signer.clone(),
         clock,
-    );
+    )
+    .with_tracer(tracer.clone());
     let reloader = overrides.reload_from.map(|path| {
         Arc::new(Reloader::new(
             path,
@@ -304,7 +330,11 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
         ListenerConfig::tcp(config.server.listen.to_string()).l4_buffer(tuning.l4_buffers()),
     );
     server.add_service(service);
-    let handle = ProxyHandle { metrics, pools };
+    let handle = ProxyHandle {
+        metrics,
+        pools,
+        tracer,
+    };
     if let Some(admin_listen) = config.server.admin_listen {
         let mut admin = Service::new(
             "admin".to_string(),
@@ -328,6 +358,19 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
 fn drain_period(grace_period_seconds: u64) -> std::time::Duration {
     (std::time::Duration::from_secs(grace_period_seconds) / 2)
         .min(std::time::Duration::from_secs(1))
+}
+
+/// At shutdown, exports the spans still queued (the batch processor would drop them).
+struct TraceExport(Tracer);
+
+#[async_trait::async_trait]
+impl BackgroundService for TraceExport {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let _ = shutdown.changed().await;
+        let tracer = self.0.clone();
+        // Blocking: the export thread posts what is left.
+        let _ = tokio::task::spawn_blocking(move || tracer.shutdown()).await;
+    }
 }
 
 /// `SIGHUP` reloads the config, as `POST /reload` on the admin listener does.

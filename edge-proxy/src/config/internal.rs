@@ -22,6 +22,36 @@ pub struct Config {
     pub dns: DnsConfig,
     /// The store of global rate limits, when a policy is global.
     pub redis: Option<RedisConfig>,
+    pub tracing: TracingConfig,
+}
+
+/// `[tracing]`, validated: where spans are exported (OTLP over HTTP) and how many.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingConfig {
+    /// The collector's base URL (`/v1/traces` is appended); `None`: the `OTEL_EXPORTER_OTLP_*`
+    /// variables decide, and without them nothing is exported.
+    pub endpoint: Option<String>,
+    /// Share of traces started here that are recorded; a parent's sampled flag is honoured.
+    /// `None`: `OTEL_TRACES_SAMPLER` decides (default: every trace).
+    pub sample_ratio: Option<f64>,
+    /// `service.name` unless `OTEL_SERVICE_NAME` is set.
+    pub service_name: String,
+    /// Spans that may wait for export; past it they are dropped and counted.
+    pub queue_size: usize,
+    /// Longest one export may take.
+    pub export_timeout: Duration,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig {
+            endpoint: None,
+            sample_ratio: None,
+            service_name: "edge-proxy".into(),
+            queue_size: 2048,
+            export_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// `[redis]`, validated.

@@ -129,6 +129,35 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn tracing_is_off_by_default_and_checked_when_set() {
+        let config = Config::parse(GOOD).unwrap();
+        assert_eq!(config.tracing, TracingConfig::default());
+        assert_eq!(config.tracing.endpoint, None);
+        let with = |section: &str| format!("{GOOD}\n[tracing]\n{section}\n");
+        let config = Config::parse(&with(
+            "endpoint = \"http://collector:4318\"\nsample-ratio = 0.25\nqueue-size = 10",
+        ))
+        .unwrap();
+        assert_eq!(
+            config.tracing.endpoint.as_deref(),
+            Some("http://collector:4318")
+        );
+        assert_eq!(config.tracing.sample_ratio, Some(0.25));
+        assert_eq!(config.tracing.queue_size, 10);
+        for (section, field) in [
+            ("endpoint = \"collector:4318\"", "tracing.endpoint"),
+            ("endpoint = \"grpc://collector:4317\"", "tracing.endpoint"),
+            ("sample-ratio = 1.5", "tracing.sample-ratio"),
+            ("sample-ratio = -0.1", "tracing.sample-ratio"),
+            ("queue-size = 0", "tracing.queue-size"),
+            ("export-timeout-ms = 0", "tracing.export-timeout-ms"),
+            ("service-name = \" \"", "tracing.service-name"),
+        ] {
+            assert_eq!(error_field(&with(section)), field, "{section}");
+        }
+    }
+
+    #[test]
     fn global_limits_need_redis_and_say_what_is_wrong() {
         let global = GOOD.replace(
             "strip-prefix = \"/api\"\n",

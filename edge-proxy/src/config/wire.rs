@@ -34,6 +34,22 @@ pub struct FileConfig {
     /// Where `scope = "global"` rate limits are decided (Redis, Valkey, ElastiCache).
     #[serde(default)]
     pub redis: Option<RedisSection>,
+    /// Span export (OpenTelemetry, OTLP over HTTP).
+    #[serde(default)]
+    pub tracing: TracingSection,
+}
+
+/// `[tracing]`: where the proxy's spans go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TracingSection {
+    /// The collector's base URL, e.g. `http://127.0.0.1:4318`.
+    pub endpoint: Option<String>,
+    /// From 0.0 to 1.0: the share of new traces recorded.
+    pub sample_ratio: Option<f64>,
+    pub service_name: Option<String>,
+    pub queue_size: Option<usize>,
+    pub export_timeout_ms: Option<u64>,
 }
 
 /// `[redis]`: the store shared by every replica for global rate limits.

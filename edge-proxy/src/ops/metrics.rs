@@ -60,6 +60,7 @@ pub struct Metrics {
     limit_store_calls: IntCounterVec,
     limit_store_up: IntGaugeVec,
     config_reloads: IntCounterVec,
+    trace_spans: IntCounterVec,
     /// Held while the per-instance series are replaced, so a scrape sees all or none.
     instance_series: Mutex<()>,
     names: Vec<String>,
@@ -238,6 +239,19 @@ impl Metrics {
                 "1 while the last call to the global rate-limit store succeeded, 0 after a failure.",
                 &[],
             ),
+            trace_spans: {
+                let spans = counter(
+                    "edge_trace_spans_total",
+                    "Spans handed to trace export, by outcome: exported, or dropped because the \
+                     export queue was full (queue_full) or the collector did not take them \
+                     (export_failed). Stays 0 while no OTLP endpoint is configured.",
+                    &["outcome"],
+                );
+                for outcome in ["exported", "queue_full", "export_failed"] {
+                    spans.with_label_values(&[outcome]);
+                }
+                spans
+            },
             instance_series: Mutex::new(()),
             config_reloads,
             names: names.take(),
@@ -385,6 +399,16 @@ impl Metrics {
         self.dns_resolutions
             .with_label_values(&[service, if ok { "success" } else { "failure" }])
             .inc();
+    }
+
+    /// The counters trace export adds to.
+    pub fn span_counters(&self) -> super::otlp::SpanCounters {
+        let outcome = |o: &str| self.trace_spans.with_label_values(&[o]);
+        super::otlp::SpanCounters {
+            exported: outcome("exported"),
+            queue_full: outcome("queue_full"),
+            export_failed: outcome("export_failed"),
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -1,9 +1,25 @@
-//! Request ids and W3C trace context (`traceparent` / `tracestate`).
+//! Request ids and W3C trace context: a server span per request and a client span per
+//! upstream attempt, parented and propagated with OpenTelemetry's W3C propagator.
 //!
 //! A client's `x-request-id` is kept if it is well formed (1–128 characters of letters, digits,
-//! `-`, `_`, `.`, `:`), otherwise the proxy makes one. An incoming valid `traceparent` is
-//! continued (same trace id, the proxy's own span id as the new parent); otherwise a trace starts
-//! here. `tracestate` is forwarded only alongside a valid `traceparent`, as the spec requires.
+//! `-`, `_`, `.`, `:`), otherwise the proxy makes one. A valid incoming `traceparent` (any
+//! version the spec allows) is continued, with its `tracestate`; otherwise a trace starts here.
+//! Each attempt sends its own client span as the upstream's parent.
+//!
+//! Spans are built with OpenTelemetry's API, not as `tracing` spans through
+//! tracing-opentelemetry: a request's life is a series of Pingora callbacks, not one future a
+//! `tracing` span could be entered around. With export off, ids are still made and propagated
+//! (and logged) but nothing is recorded.
+
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{
+    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
+    Tracer as _, TracerProvider as _,
+};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, Span};
+use pingora::http::RequestHeader;
 
 /// Longest accepted client request id.
 const MAX_REQUEST_ID: usize = 128;
@@ -28,114 +44,289 @@ pub fn request_id(incoming: Option<&str>) -> String {
     }
 }
 
-/// The trace this request belongs to, and the proxy's span in it. The ids are kept as their
-/// lower-case hex digits inline (no allocation per request).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceContext {
-    trace_id: [u8; 32],
-    span_id: [u8; 16],
-    flags: [u8; 2],
-    /// Forwarded as is when the incoming `traceparent` was valid.
-    pub tracestate: Option<String>,
+/// Makes each request's trace; exports its spans when built with a provider.
+#[derive(Clone)]
+pub struct Tracer {
+    exporting: Option<(SdkTracerProvider, SdkTracer)>,
+}
+
+impl Tracer {
+    /// Ids made and propagated, nothing recorded.
+    pub fn off() -> Tracer {
+        Tracer { exporting: None }
+    }
+
+    /// Spans recorded (as the provider's sampler decides) and exported by `provider`.
+    pub fn exporting(provider: SdkTracerProvider) -> Tracer {
+        let tracer = provider.tracer("edge-proxy");
+        Tracer {
+            exporting: Some((provider, tracer)),
+        }
+    }
+
+    pub fn is_exporting(&self) -> bool {
+        self.exporting.is_some()
+    }
+
+    /// Exports what has ended so far (tests; shutdown).
+    pub fn flush(&self) {
+        if let Some((provider, _)) = &self.exporting {
+            if let Err(error) = provider.force_flush() {
+                tracing::debug!(%error, "trace export flush failed");
+            }
+        }
+    }
+
+    /// Exports what is left and stops the export thread.
+    pub fn shutdown(&self) {
+        if let Some((provider, _)) = &self.exporting {
+            if let Err(error) = provider.shutdown() {
+                tracing::debug!(%error, "trace export shutdown failed");
+            }
+        }
+    }
+
+    /// The trace of a request with these headers: the proxy's server span, a child of the
+    /// client's `traceparent` when it is valid.
+    pub fn start(&self, headers: &http::HeaderMap, method: &str) -> RequestTrace {
+        let parent = TraceContextPropagator::new().extract(&Headers(headers));
+        let incoming = parent.span().span_context().clone();
+        let continued = incoming.is_valid();
+        let (server, recording) = match &self.exporting {
+            Some((_, tracer)) => {
+                let span = tracer
+                    .span_builder(method.to_string())
+                    .with_kind(SpanKind::Server)
+                    .start_with_context(tracer, &parent);
+                let context = span.span_context().clone();
+                (context, Some(span).filter(|s| s.is_recording()))
+            }
+            None if continued => (child_of(&incoming), None),
+            None => (
+                SpanContext::new(
+                    TraceId::from(fastrand::u128(1..)),
+                    SpanId::from(fastrand::u64(1..)),
+                    TraceFlags::SAMPLED,
+                    false,
+                    Default::default(),
+                ),
+                None,
+            ),
+        };
+        RequestTrace {
+            tracer: self.exporting.as_ref().map(|(_, t)| t.clone()),
+            server,
+            recording,
+            attempt: None,
+            continued,
+        }
+    }
+}
+
+/// A new span id in `parent`'s trace, with its flags and state.
+fn child_of(parent: &SpanContext) -> SpanContext {
+    SpanContext::new(
+        parent.trace_id(),
+        SpanId::from(fastrand::u64(1..)),
+        parent.trace_flags(),
+        false,
+        parent.trace_state().clone(),
+    )
+}
+
+/// One upstream attempt's client span.
+struct Attempt {
+    context: SpanContext,
+    span: Option<Span>,
+}
+
+/// One request's trace.
+pub struct RequestTrace {
+    tracer: Option<SdkTracer>,
+    server: SpanContext,
+    /// The server span, while the SDK records it.
+    recording: Option<Span>,
+    attempt: Option<Attempt>,
     /// True when the trace came from the client.
     pub continued: bool,
 }
 
-fn is_lower_hex(s: &[u8], len: usize) -> bool {
-    s.len() == len
-        && s.iter()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
-}
-
-/// `N / 2` random bytes (at most 16) as lower-case hex, never all zero (which W3C forbids).
-fn random_hex<const N: usize>() -> [u8; N] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mask = if N >= 32 {
-        u128::MAX
-    } else {
-        (1u128 << (N * 4)) - 1
-    };
-    let value = (fastrand::u128(..) & mask).max(1);
-    let mut out = [b'0'; N];
-    for (i, digit) in out.iter_mut().enumerate() {
-        *digit = DIGITS[((value >> ((N - 1 - i) * 4)) & 0xf) as usize];
+impl RequestTrace {
+    pub fn trace_id(&self) -> TraceId {
+        self.server.trace_id()
     }
-    out
-}
 
-/// Hex digits as text (they are ASCII by construction).
-fn text(digits: &[u8]) -> &str {
-    std::str::from_utf8(digits).unwrap_or("-")
-}
+    /// The proxy's server span.
+    pub fn span_id(&self) -> SpanId {
+        self.server.span_id()
+    }
 
-impl TraceContext {
-    /// Continues a valid `traceparent` or starts a new trace.
-    pub fn from_headers(traceparent: Option<&str>, tracestate: Option<&str>) -> TraceContext {
-        if let Some((trace_id, flags)) = traceparent.and_then(parse_traceparent) {
-            return TraceContext {
-                trace_id,
-                span_id: random_hex(),
-                flags,
-                tracestate: tracestate.filter(|s| s.len() <= 512).map(str::to_string),
-                continued: true,
-            };
+    pub fn is_sampled(&self) -> bool {
+        self.server.is_sampled()
+    }
+
+    /// Whether spans of this request are recorded (so attributes are worth building).
+    pub fn is_recording(&self) -> bool {
+        self.recording.is_some()
+    }
+
+    /// Starts the client span of an upstream attempt (ending the one before, if still open).
+    /// `resend` is 0 for the first attempt.
+    pub fn begin_attempt(&mut self, method: &str, address: &str, port: u16, resend: u32) {
+        self.end_attempt(None, None);
+        let span = match (&self.tracer, &self.recording) {
+            (Some(tracer), Some(_)) => {
+                let mut attributes = vec![
+                    KeyValue::new("http.request.method", method.to_string()),
+                    KeyValue::new("server.address", address.to_string()),
+                    KeyValue::new("server.port", i64::from(port)),
+                ];
+                if resend > 0 {
+                    attributes.push(KeyValue::new(
+                        "http.request.resend_count",
+                        i64::from(resend),
+                    ));
+                }
+                let parent = Context::new().with_remote_span_context(self.server.clone());
+                Some(
+                    tracer
+                        .span_builder(method.to_string())
+                        .with_kind(SpanKind::Client)
+                        .with_attributes(attributes)
+                        .start_with_context(tracer, &parent),
+                )
+            }
+            _ => None,
+        };
+        let context = match &span {
+            Some(span) => span.span_context().clone(),
+            None => child_of(&self.server),
+        };
+        self.attempt = Some(Attempt { context, span });
+    }
+
+    /// Adds an attribute to the current attempt's span, if recorded.
+    pub fn attempt_attribute(&mut self, attribute: impl FnOnce() -> KeyValue) {
+        if let Some(span) = self.attempt.as_mut().and_then(|a| a.span.as_mut()) {
+            span.set_attribute(attribute());
         }
-        TraceContext {
-            trace_id: random_hex(),
-            span_id: random_hex(),
-            flags: *b"01",
-            tracestate: None,
-            continued: false,
+    }
+
+    /// Records the upstream's response status on the current attempt's span (which ends when
+    /// the response has been passed on, or at the next attempt).
+    pub fn attempt_status(&mut self, status: u16) {
+        if let Some(span) = self.attempt.as_mut().and_then(|a| a.span.as_mut()) {
+            span.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+            if status >= 400 {
+                span.set_attribute(KeyValue::new("error.type", status.to_string()));
+                span.set_status(Status::error(status.to_string()));
+            }
         }
     }
 
-    /// The trace id (32 lower-case hex digits).
-    pub fn trace_id(&self) -> &str {
-        text(&self.trace_id)
+    /// Ends the current attempt's span with the upstream's status, or the error that ended it.
+    pub fn end_attempt(&mut self, status: Option<u16>, error: Option<&str>) {
+        let Some(mut span) = self.attempt.as_mut().and_then(|a| a.span.take()) else {
+            return;
+        };
+        if let Some(status) = status {
+            span.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+        }
+        let error_type = error
+            .map(str::to_string)
+            .or_else(|| status.filter(|s| *s >= 400).map(|s| s.to_string()));
+        if let Some(error_type) = error_type {
+            span.set_attribute(KeyValue::new("error.type", error_type.clone()));
+            span.set_status(Status::error(error_type));
+        }
+        span.end();
     }
 
-    /// The proxy's span id (16 lower-case hex digits).
-    pub fn span_id(&self) -> &str {
-        text(&self.span_id)
+    /// Sets `traceparent` / `tracestate` on the upstream request: the current attempt's span
+    /// as the parent.
+    pub fn inject(&self, request: &mut RequestHeader) {
+        let context = self
+            .attempt
+            .as_ref()
+            .map_or(&self.server, |attempt| &attempt.context);
+        let cx = Context::new().with_remote_span_context(context.clone());
+        TraceContextPropagator::new().inject_context(&cx, &mut Upstream(request));
     }
 
-    /// The trace flags (2 hex digits).
-    pub fn flags(&self) -> &str {
-        text(&self.flags)
+    /// Ends the request: the open attempt, then the server span, named `method route`, with
+    /// the response's status (`0`: none was written) and the error that ended it, if any.
+    pub fn finish(&mut self, method: &str, route: Option<&str>, status: u16, error: Option<&str>) {
+        self.end_attempt(None, error);
+        let Some(mut span) = self.recording.take() else {
+            return;
+        };
+        if let Some(route) = route {
+            span.set_attribute(KeyValue::new("http.route", route.to_string()));
+            span.update_name(format!("{method} {route}"));
+        }
+        if status > 0 {
+            span.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+        }
+        if status == 0 || status >= 500 {
+            let error_type = error.map_or_else(|| status.to_string(), str::to_string);
+            span.set_attribute(KeyValue::new("error.type", error_type.clone()));
+            span.set_status(Status::error(error_type));
+        }
+        span.end();
     }
 
-    /// The `traceparent` to send upstream: this trace, the proxy's span as parent.
-    pub fn traceparent(&self) -> String {
-        let mut out = String::with_capacity(55);
-        out.push_str("00-");
-        out.push_str(self.trace_id());
-        out.push('-');
-        out.push_str(self.span_id());
-        out.push('-');
-        out.push_str(self.flags());
-        out
+    /// Adds attributes to the server span, if recorded.
+    pub fn server_attributes(&mut self, attributes: impl FnOnce() -> Vec<KeyValue>) {
+        if let Some(span) = self.recording.as_mut() {
+            span.set_attributes(attributes());
+        }
     }
 }
 
-/// `(trace id, flags)` of a valid version-00 `traceparent`.
-fn parse_traceparent(value: &str) -> Option<([u8; 32], [u8; 2])> {
-    let mut parts = value.trim().split('-');
-    let (version, trace_id, parent_id, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || version != "00" {
-        return None;
+impl Drop for RequestTrace {
+    /// A request dropped before `finish` (Pingora gave up on it) still ends its spans.
+    fn drop(&mut self) {
+        if self.recording.is_some() {
+            self.finish("", None, 0, Some("dropped"));
+        }
     }
-    let (trace_id, parent_id, flags) =
-        (trace_id.as_bytes(), parent_id.as_bytes(), flags.as_bytes());
-    let valid = is_lower_hex(trace_id, 32)
-        && is_lower_hex(parent_id, 16)
-        && is_lower_hex(flags, 2)
-        && trace_id.iter().any(|b| *b != b'0')
-        && parent_id.iter().any(|b| *b != b'0');
-    if !valid {
-        return None;
+}
+
+/// Reads `traceparent` / `tracestate` from a request's headers.
+struct Headers<'a>(&'a http::HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
     }
-    Some((trace_id.try_into().ok()?, flags.try_into().ok()?))
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// Writes `traceparent` / `tracestate` into the upstream request (an empty `tracestate` is
+/// left out).
+struct Upstream<'a>(&'a mut RequestHeader);
+
+impl Injector for Upstream<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if value.is_empty() {
+            return;
+        }
+        if let Err(error) = self.0.insert_header(key.to_string(), value) {
+            tracing::debug!(%error, key, "cannot set trace header");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -160,17 +351,61 @@ mod tests {
         assert!(uuid::Uuid::parse_str(&request_id(None)).is_ok());
     }
 
+    const INCOMING: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn headers(traceparent: &str, tracestate: &str) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("traceparent", traceparent.parse().unwrap());
+        headers.insert("tracestate", tracestate.parse().unwrap());
+        headers
+    }
+
+    /// `(traceparent, tracestate)` the upstream gets.
+    fn sent(trace: &RequestTrace) -> (String, Option<String>) {
+        let mut request = RequestHeader::build("GET", b"/", None).unwrap();
+        trace.inject(&mut request);
+        let header = |name| {
+            request
+                .headers
+                .get(name)
+                .map(|v: &http::HeaderValue| v.to_str().unwrap().to_string())
+        };
+        (header("traceparent").unwrap(), header("tracestate"))
+    }
+
     #[test]
     fn continues_a_valid_trace() {
-        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let trace = TraceContext::from_headers(Some(incoming), Some("vendor=x"));
+        let mut trace = Tracer::off().start(&headers(INCOMING, "vendor=x"), "GET");
         assert!(trace.continued);
-        assert_eq!(trace.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_ne!(trace.span_id(), "00f067aa0ba902b7");
-        assert_eq!(trace.tracestate.as_deref(), Some("vendor=x"));
-        let outgoing = trace.traceparent();
-        assert!(outgoing.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
-        assert!(outgoing.ends_with("-01"));
+        assert_eq!(
+            trace.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_ne!(trace.span_id().to_string(), "00f067aa0ba902b7");
+        let (parent, state) = sent(&trace);
+        assert_eq!(
+            parent,
+            format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01", trace.span_id())
+        );
+        assert_eq!(state.as_deref(), Some("vendor=x"));
+        // Each attempt is the upstream's parent, a new span each time.
+        trace.begin_attempt("GET", "10.0.0.1", 80, 0);
+        let first = sent(&trace).0;
+        trace.begin_attempt("GET", "10.0.0.2", 80, 1);
+        let second = sent(&trace).0;
+        assert!(first.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert_ne!(first, parent);
+        assert_ne!(first, second);
+    }
+
+    #[test]
+    fn accepts_future_versions_and_keeps_the_sampled_flag() {
+        // W3C: a higher version is parsed as version 00 with anything after it ignored.
+        let future = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-what-comes-next";
+        let trace = Tracer::off().start(&headers(future, "a=1"), "GET");
+        assert!(trace.continued);
+        assert!(!trace.is_sampled());
+        assert!(sent(&trace).0.ends_with("-00"));
     }
 
     #[test]
@@ -178,17 +413,110 @@ mod tests {
         for bad in [
             "",
             "garbage",
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
         ] {
-            let trace = TraceContext::from_headers(Some(bad), Some("vendor=x"));
+            let trace = Tracer::off().start(&headers(bad, "vendor=x"), "GET");
             assert!(!trace.continued, "{bad}");
-            assert_eq!(trace.tracestate, None);
-            assert!(is_lower_hex(&trace.trace_id, 32) && is_lower_hex(&trace.span_id, 16));
-            assert!(trace.trace_id().bytes().any(|b| b != b'0'));
+            assert!(trace.is_sampled());
+            assert_ne!(trace.trace_id(), TraceId::INVALID);
+            assert_ne!(trace.span_id(), SpanId::INVALID);
+            assert_eq!(sent(&trace).1, None, "tracestate only with a valid parent");
         }
+    }
+
+    /// Spans as exported, in memory.
+    #[derive(Debug, Clone, Default)]
+    struct Memory(std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
+
+    impl opentelemetry_sdk::trace::SpanExporter for Memory {
+        async fn export(
+            &self,
+            batch: Vec<opentelemetry_sdk::trace::SpanData>,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.0.lock().unwrap().extend(batch);
+            Ok(())
+        }
+    }
+
+    fn recording() -> (Tracer, Memory) {
+        let memory = Memory::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(memory.clone())
+            .build();
+        (Tracer::exporting(provider), memory)
+    }
+
+    fn attribute(span: &opentelemetry_sdk::trace::SpanData, key: &str) -> Option<String> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    }
+
+    #[test]
+    fn records_a_server_span_and_a_client_span_per_attempt() {
+        let (tracer, memory) = recording();
+        let mut trace = tracer.start(&headers(INCOMING, "vendor=x"), "GET");
+        trace.begin_attempt("GET", "10.0.0.1", 9000, 0);
+        let first = sent(&trace).0;
+        trace.end_attempt(Some(503), None);
+        trace.begin_attempt("GET", "10.0.0.2", 9000, 1);
+        trace.finish("GET", Some("/api/products"), 200, None);
+        let spans = memory.0.lock().unwrap().clone();
+        assert_eq!(spans.len(), 3, "{spans:?}");
+        let (server, clients): (Vec<_>, Vec<_>) =
+            spans.iter().partition(|s| s.span_kind == SpanKind::Server);
+        let server = server[0];
+        assert_eq!(server.name, "GET /api/products");
+        assert_eq!(server.parent_span_id.to_string(), "00f067aa0ba902b7");
+        assert!(server.parent_span_is_remote);
+        assert_eq!(
+            attribute(server, "http.response.status_code").as_deref(),
+            Some("200")
+        );
+        assert_eq!(server.status, Status::Unset);
+        for client in &clients {
+            assert_eq!(client.span_kind, SpanKind::Client);
+            assert_eq!(client.parent_span_id, server.span_context.span_id());
+            assert_eq!(
+                client.span_context.trace_id(),
+                server.span_context.trace_id()
+            );
+        }
+        assert!(first.contains(&clients[0].span_context.span_id().to_string()));
+        assert_eq!(attribute(clients[0], "error.type").as_deref(), Some("503"));
+        assert_eq!(
+            attribute(clients[1], "http.request.resend_count").as_deref(),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn an_unsampled_parent_records_nothing_but_still_propagates() {
+        let (tracer, memory) = recording();
+        let unsampled = INCOMING.replace("-01", "-00");
+        let mut trace = tracer.start(&headers(&unsampled, ""), "GET");
+        trace.begin_attempt("GET", "10.0.0.1", 9000, 0);
+        assert!(!trace.is_recording());
+        assert!(sent(&trace).0.ends_with("-00"));
+        trace.finish("GET", None, 200, None);
+        assert!(memory.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_dropped_request_still_ends_its_spans() {
+        let (tracer, memory) = recording();
+        let mut trace = tracer.start(&http::HeaderMap::new(), "GET");
+        trace.begin_attempt("GET", "10.0.0.1", 9000, 0);
+        drop(trace);
+        let spans = memory.0.lock().unwrap().clone();
+        assert_eq!(spans.len(), 2);
+        assert!(spans
+            .iter()
+            .all(|s| matches!(s.status, Status::Error { .. })));
     }
 }

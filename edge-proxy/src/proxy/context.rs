@@ -10,7 +10,7 @@ use super::{ProxyState, RouteTarget};
 use crate::admission::auth::{AuthError, Identity};
 use crate::admission::ratelimit::Decision;
 use crate::config::RatePolicy;
-use crate::ops::trace::TraceContext;
+use crate::ops::trace::RequestTrace;
 use crate::upstream::pool::{Attempt, Instance, InstanceId};
 
 /// What authentication concluded, for the access log.
@@ -79,7 +79,7 @@ pub struct RequestCtx {
     pub rate: Option<(Arc<RatePolicy>, Decision)>,
     pub auth_outcome: AuthOutcome,
     pub request_id: String,
-    pub trace: Option<TraceContext>,
+    pub trace: Option<RequestTrace>,
     /// Request body bytes seen so far.
     pub body_bytes: usize,
     /// For JSON bodies: the UTF-8 check, carrying an incomplete sequence between chunks.

@@ -11,7 +11,7 @@ use smallvec::SmallVec;
 use super::routing::upstream_path;
 use crate::admission::auth::Identity;
 use crate::config::{Route, UpstreamUrl};
-use crate::ops::trace::TraceContext;
+use crate::ops::trace::RequestTrace;
 
 /// Identity headers the proxy sets; any a client sends are removed first.
 pub const IDENTITY_HEADERS: [&str; 3] = ["x-consumer-id", "x-consumer-scopes", "x-auth-method"];
@@ -34,7 +34,7 @@ pub struct Forwarding<'a> {
     /// The `Host` header value for `url`.
     pub host: &'a HeaderValue,
     pub request_id: &'a str,
-    pub trace: Option<&'a TraceContext>,
+    pub trace: Option<&'a RequestTrace>,
     pub identity: Option<&'a Identity>,
     pub forward_credentials: bool,
     /// The upstream gets this request signed (SigV4): nothing of the client's may travel
@@ -97,10 +97,7 @@ impl Forwarding<'_> {
         upstream_request.insert_header("x-forwarded-proto", HeaderValue::from_static("http"))?;
         upstream_request.insert_header("x-request-id", self.request_id)?;
         if let Some(trace) = self.trace {
-            upstream_request.insert_header("traceparent", trace.traceparent())?;
-            if let Some(state) = &trace.tracestate {
-                upstream_request.insert_header("tracestate", state.as_str())?;
-            }
+            trace.inject(upstream_request);
         }
         if let Some(identity) = self.identity {
             upstream_request.insert_header("x-consumer-id", identity.id.as_str())?;

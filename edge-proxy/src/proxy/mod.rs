@@ -34,6 +34,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use http::Method;
+use opentelemetry::KeyValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -45,7 +46,7 @@ use crate::admission::ratelimit::RateLimiter;
 use crate::config::Route;
 use crate::ops::clock::Clock;
 use crate::ops::metrics::{Metrics, RouteMetrics};
-use crate::ops::trace::{request_id, TraceContext};
+use crate::ops::trace::{request_id, Tracer};
 use crate::upstream::pool::ServicePool;
 use crate::upstream::sigv4::{sign_request, Signer};
 use context::RequestCtx;
@@ -83,6 +84,7 @@ pub struct EdgeProxy {
     limiter: RateLimiter,
     clock: Arc<dyn Clock>,
     signer: Option<Arc<Signer>>,
+    tracer: Tracer,
 }
 
 /// A request body that could not be read whole: the client's fault (bad framing, a stall), so
@@ -117,7 +119,14 @@ impl EdgeProxy {
             limiter: RateLimiter::starting_at(rate_limit_cells, clock.now()),
             clock,
             signer,
+            tracer: Tracer::off(),
         }
+    }
+
+    /// Records and exports spans with `tracer` (default: ids propagated, nothing recorded).
+    pub fn with_tracer(mut self, tracer: Tracer) -> EdgeProxy {
+        self.tracer = tracer;
+        self
     }
 
     /// The cell a reload stores a new state in.
@@ -206,10 +215,26 @@ impl ProxyHttp for EdgeProxy {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         ctx.client = state.client.of(peer, headers);
-        ctx.trace = Some(TraceContext::from_headers(
-            header("traceparent"),
-            header("tracestate"),
-        ));
+        let mut trace = self
+            .tracer
+            .start(headers, session.req_header().method.as_str());
+        trace.server_attributes(|| {
+            let request = session.req_header();
+            let mut attributes = vec![
+                KeyValue::new("http.request.method", request.method.to_string()),
+                KeyValue::new("url.path", request.uri.path().to_string()),
+                KeyValue::new("url.scheme", "http"),
+                KeyValue::new("network.protocol.version", "1.1"),
+            ];
+            if let Some(ip) = ctx.client {
+                attributes.push(KeyValue::new("client.address", ip.to_string()));
+            }
+            if let Some(agent) = header("user-agent") {
+                attributes.push(KeyValue::new("user_agent.original", agent.to_string()));
+            }
+            attributes
+        });
+        ctx.trace = Some(trace);
         if let Err(error) = hygiene::check(session.req_header(), &state.config.server.limits) {
             error
                 .respond_with(session, &[("x-request-id", ctx.request_id.clone())])
@@ -287,7 +312,7 @@ impl ProxyHttp for EdgeProxy {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
         let Some(target) = ctx.route.clone() else {
@@ -320,6 +345,14 @@ impl ProxyHttp for EdgeProxy {
         ctx.tried.push(instance.id);
         ctx.attempts += 1;
         ctx.last_instance = Some(Arc::clone(&instance));
+        if let Some(trace) = ctx.trace.as_mut() {
+            trace.begin_attempt(
+                session.req_header().method.as_str(),
+                &instance.url.host,
+                instance.url.port,
+                ctx.attempts - 1,
+            );
+        }
         ctx.attempt = Some(attempt);
         ctx.upstream_started = Some(Instant::now());
         let peer = instance
@@ -351,6 +384,13 @@ impl ProxyHttp for EdgeProxy {
             signed: target.pool.config.aws_iam,
         }
         .apply(session, upstream_request)?;
+        if let Some(trace) = ctx.trace.as_mut().filter(|t| t.is_recording()) {
+            let url = &attempt.instance.url;
+            let scheme = if url.tls { "https" } else { "http" };
+            let authority = attempt.instance.host.to_str().unwrap_or_default();
+            let full = format!("{scheme}://{authority}{}", upstream_request.uri);
+            trace.attempt_attribute(|| KeyValue::new("url.full", full));
+        }
         if target.pool.config.aws_iam {
             // Last, so nothing set above changes what was signed.
             if let Err(error) = self.sign(upstream_request, ctx).await {
@@ -368,6 +408,9 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         let status = upstream_response.status.as_u16();
+        if let Some(trace) = ctx.trace.as_mut() {
+            trace.attempt_status(status);
+        }
         let Some(target) = ctx.route.clone() else {
             return Ok(());
         };
@@ -414,6 +457,9 @@ impl ProxyHttp for EdgeProxy {
         mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.end_upstream();
+        if let Some(trace) = ctx.trace.as_mut() {
+            trace.end_attempt(None, Some(e.etype().as_str()));
+        }
         if let Some(attempt) = ctx.attempt.as_mut() {
             attempt.failed();
         }
@@ -437,6 +483,9 @@ impl ProxyHttp for EdgeProxy {
             return e;
         }
         ctx.end_upstream();
+        if let Some(trace) = ctx.trace.as_mut() {
+            trace.end_attempt(None, Some(e.etype().as_str()));
+        }
         let upstream_fault = *e.esource() == ErrorSource::Upstream;
         if upstream_fault {
             if let Some(attempt) = ctx.attempt.as_mut() {
@@ -511,10 +560,26 @@ impl ProxyHttp for EdgeProxy {
                 .metrics
                 .request("-", request.method.as_str(), status, latency),
         }
+        if let Some(trace) = ctx.trace.as_mut() {
+            let route = ctx.route.as_ref().map(|r| r.route.prefix.as_str());
+            let kind = error.map(|e| e.etype().as_str());
+            trace.finish(request.method.as_str(), route, status, kind);
+        }
+        let (trace_id, span_id) = match &ctx.trace {
+            Some(trace) => (
+                &trace.trace_id() as &dyn std::fmt::Display,
+                &trace.span_id() as &dyn std::fmt::Display,
+            ),
+            None => (
+                &NONE as &dyn std::fmt::Display,
+                &NONE as &dyn std::fmt::Display,
+            ),
+        };
         tracing::info!(
             target: "access",
             request_id = %ctx.request_id,
-            trace_id = ctx.trace.as_ref().map_or("-", |t| t.trace_id()),
+            trace_id = %trace_id,
+            span_id = %span_id,
             method = %request.method,
             path = %request.uri.path(),
             route,

@@ -148,8 +148,9 @@ pub fn restart_only(current: &Config, next: &Config, can_sign: bool) -> Result<(
         ),
     ];
     let (x, y) = (&current.auth, &next.auth);
-    let others: [(&str, bool); 6] = [
+    let others: [(&str, bool); 7] = [
         ("registry", current.registry == next.registry),
+        ("tracing", current.tracing == next.tracing),
         ("dns", current.dns == next.dns),
         ("auth.jwt.jwks-file", x.jwks_file == y.jwks_file),
         (
@@ -206,5 +207,8 @@ mod tests {
             "instances = [\"https://abc.lambda-url.us-east-1.on.aws/\"]\naws-iam = true",
         );
         assert_eq!(check(&signed), Err("services.*.aws-iam".into()));
+        // Trace export is set up once, at start.
+        let traced = format!("{BASE}\n[tracing]\nendpoint = \"http://collector:4318\"\n");
+        assert_eq!(check(&traced), Err("tracing".into()));
     }
 }

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use super::internal::{
     Config, DnsConfig, LimitScope, RatePolicy, RedisConfig, RegistryConfig, StoreFailure,
+    TracingConfig,
 };
-use super::wire::{DnsSection, FileConfig, RedisSection, RegistrySection};
+use super::wire::{DnsSection, FileConfig, RedisSection, RegistrySection, TracingSection};
 use super::ConfigError;
 
 impl FileConfig {
@@ -37,6 +38,7 @@ impl FileConfig {
             redis.is_some(),
         )?;
         let dns = validate_dns(self.dns)?;
+        let tracing = validate_tracing(self.tracing)?;
         Ok(Config {
             server,
             services,
@@ -46,8 +48,58 @@ impl FileConfig {
             rate_limit_cells,
             dns,
             redis,
+            tracing,
         })
     }
+}
+
+fn validate_tracing(section: TracingSection) -> Result<TracingConfig, ConfigError> {
+    let defaults = TracingConfig::default();
+    if let Some(endpoint) = &section.endpoint {
+        let valid = endpoint
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|uri| matches!(uri.scheme_str(), Some("http" | "https")))
+            .is_some_and(|uri| uri.host().is_some() && uri.query().is_none());
+        if !valid {
+            return Err(ConfigError::new(
+                "tracing.endpoint",
+                "must be an http:// or https:// URL (the collector's base, /v1/traces is added)",
+            ));
+        }
+    }
+    if let Some(ratio) = section.sample_ratio {
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(ConfigError::new(
+                "tracing.sample-ratio",
+                "must be from 0.0 to 1.0",
+            ));
+        }
+    }
+    let queue_size = section.queue_size.unwrap_or(defaults.queue_size);
+    if !(1..=1_000_000).contains(&queue_size) {
+        return Err(ConfigError::new(
+            "tracing.queue-size",
+            "must be from 1 to 1000000",
+        ));
+    }
+    let service_name = section.service_name.unwrap_or(defaults.service_name);
+    if service_name.trim().is_empty() {
+        return Err(ConfigError::new(
+            "tracing.service-name",
+            "must not be empty",
+        ));
+    }
+    Ok(TracingConfig {
+        endpoint: section.endpoint,
+        sample_ratio: section.sample_ratio,
+        service_name,
+        queue_size,
+        export_timeout: match section.export_timeout_ms {
+            Some(ms) => ms_in_range("tracing.export-timeout-ms", ms, 1, 60_000)?,
+            None => defaults.export_timeout,
+        },
+    })
 }
 
 fn validate_registry(section: RegistrySection) -> Result<RegistryConfig, ConfigError> {
