@@ -37,7 +37,8 @@ const THROTTLING_CODES: [&str; 3] = [
 pub const CONFLICT_RETRIES: usize = 8;
 
 /// Builds the client from the standard AWS configuration chain. `AWS_ENDPOINT_URL` (set by the
-/// local stack) points it at moto or LocalStack; on AWS it is unset.
+/// local stack) points it at moto or LocalStack; on AWS it is unset. Every call is a span
+/// ([`crate::telemetry::DynamoSpans`]).
 pub async fn client_from_env() -> Client {
     let config = aws_config::from_env()
         .timeout_config(
@@ -50,7 +51,10 @@ pub async fn client_from_env() -> Client {
         .retry_config(RetryConfig::standard().with_max_attempts(2))
         .load()
         .await;
-    Client::new(&config)
+    let config = aws_sdk_dynamodb::config::Builder::from(&config)
+        .interceptor(crate::telemetry::DynamoSpans)
+        .build();
+    Client::from_conf(config)
 }
 
 /// Maps an SDK failure that is not a modelled business outcome to a [`StoreError`]:

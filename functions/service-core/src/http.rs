@@ -56,13 +56,6 @@ where
         .map(str::to_string)
         .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
         .unwrap_or_default();
-    let trace = request
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(crate::telemetry::trace_id)
-        .unwrap_or("-")
-        .to_string();
     let consumer = request
         .headers()
         .get("x-consumer-id")
@@ -70,12 +63,13 @@ where
         .unwrap_or("-")
         .to_string();
     let span = crate::telemetry::request_span(
+        request.headers(),
         request.method().as_str(),
         request.uri().path(),
         &request_id,
-        &trace,
         &consumer,
     );
+    let recorded = span.clone();
     let head = request.method() == lambda_http::http::Method::HEAD;
     if head {
         *request.method_mut() = lambda_http::http::Method::GET;
@@ -108,6 +102,7 @@ where
             *response.body_mut() = lambda_http::Body::Empty;
         }
         tracing::info!(status = response.status().as_u16(), "handled");
+        crate::telemetry::record_response(&recorded, response.status().as_u16());
         response
     }
     .instrument(span)

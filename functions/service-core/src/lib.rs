@@ -60,7 +60,13 @@ pub async fn run<H: Handler>(
     let handler = std::sync::Arc::new(build(table, cursors));
     lambda_http::run(lambda_http::service_fn(move |request| {
         let handler = std::sync::Arc::clone(&handler);
-        async move { Ok::<_, lambda_http::Error>(handler.handle(request).await) }
+        async move {
+            let response = handler.handle(request).await;
+            // The request span has closed: export it (and its DynamoDB spans) before Lambda
+            // can freeze the sandbox.
+            telemetry::flush().await;
+            Ok::<_, lambda_http::Error>(response)
+        }
     }))
     .await
 }
