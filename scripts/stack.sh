@@ -36,6 +36,10 @@ case "$PROFILE" in
     dev) DYNAMO_PORT=${DYNAMO_PORT:-4566}; LAMBDA_PORT=${LAMBDA_PORT:-9000}; LAMBDA_PORT2=${LAMBDA_PORT2:-9001}; PROXY_PORT=${PROXY_PORT:-8080}; ADMIN_PORT=${ADMIN_PORT:-9901}; FRONT_PORT=${FRONT_PORT:-9200}; FRONT_PORT2=${FRONT_PORT2:-9210}; REDIS_PORT=${REDIS_PORT:-6390}
          DEFAULT_SHAPE=$([ "${AWS_SHAPE:-0}" = 1 ] && echo aws || echo plain) ;;
     test) DYNAMO_PORT=${DYNAMO_PORT:-4576}; LAMBDA_PORT=${LAMBDA_PORT:-9100}; LAMBDA_PORT2=${LAMBDA_PORT2:-9101}; PROXY_PORT=${PROXY_PORT:-8180}; ADMIN_PORT=${ADMIN_PORT:-9911}; FRONT_PORT=${FRONT_PORT:-9300}; FRONT_PORT2=${FRONT_PORT2:-9310}; REDIS_PORT=${REDIS_PORT:-6391}
+         # The end-to-end suite's own OTLP receiver listens here while it checks a trace.
+         OTLP_ENDPOINT=http://127.0.0.1:${OTLP_TEST_PORT:-4328}
+         # Spans leave the proxy within a fifth of a second (the SDK default is 5 s).
+         export OTEL_BSP_SCHEDULE_DELAY=${OTEL_BSP_SCHEDULE_DELAY:-200}
          DEFAULT_SHAPE=$([ "${AWS_SHAPE:-1}" = 0 ] && echo plain || echo aws) ;;
     *) echo "unknown profile: $PROFILE (dev or test)" >&2; exit 2 ;;
 esac
@@ -46,6 +50,9 @@ ADMIN_URL="http://127.0.0.1:$ADMIN_PORT"
 LAMBDA_URL="http://127.0.0.1:$LAMBDA_PORT"
 LAMBDA_URL2="http://127.0.0.1:$LAMBDA_PORT2"
 REGISTRY_TABLE=RegistryTable
+# Where the proxy and the functions export spans (OTLP/HTTP), if anywhere: for `make dev`,
+# e.g. OTLP_ENDPOINT=http://127.0.0.1:4318 with Jaeger or an OpenTelemetry Collector running.
+OTLP_ENDPOINT=${OTLP_ENDPOINT:-}
 PROXY_BIN="$ROOT/target/debug/edge-proxy"
 FRONT_BIN="$ROOT/target/debug/function-url"
 # The shape a running stack was started in wins over the environment's.
@@ -161,6 +168,9 @@ CURSOR_SECRET=${cursor_secret:-$(random_hex 32)}
 RUST_LOG=info
 LOG_FORMAT=${FUNCTION_LOG_FORMAT:-json}
 ENV
+    if [ -n "$OTLP_ENDPOINT" ]; then
+        echo "OTEL_EXPORTER_OTLP_ENDPOINT=$OTLP_ENDPOINT" >>"$STATE/functions.env.new"
+    fi
     mv "$STATE/functions.env.new" "$STATE/functions.env"
 }
 
@@ -281,6 +291,10 @@ start_proxy() {
         sed -i -e "s/^client-timeout-ms = .*/client-timeout-ms = 3000/" \
             -e "s/^head-timeout-ms = .*/head-timeout-ms = 2000/" "$STATE/proxy.toml"
     fi
+    if [ -n "$OTLP_ENDPOINT" ]; then
+        log "the proxy and the functions export spans to $OTLP_ENDPOINT"
+        export OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_ENDPOINT"
+    fi
     start proxy "$PROXY_BIN" --log-format "${PROXY_LOG_FORMAT:-json}" run --config "$STATE/proxy.toml" \
         --upgrade-socket "$STATE/upgrade.sock"
     wait_http "$ADMIN_URL/healthz" 30 "edge proxy"
@@ -382,6 +396,7 @@ case "${1:-}" in
         echo "AWS_REGION=us-east-1"
         echo "STACK_LOG_DIR=$STATE"
         echo "STACK_SHAPE=$SHAPE"
+        echo "E2E_OTLP_ENDPOINT=$OTLP_ENDPOINT"
         echo "SECOND_PRODUCTS_URL=$(instance_url 2 product-service)"
         if [ "$SHAPE" = aws ]; then
             echo "FUNCTION_URL_USERS=$(instance_url 1 user-service)"

@@ -291,3 +291,98 @@ async fn admin_endpoints_live_only_on_the_admin_listener() {
         );
     }
 }
+
+/// One request's whole trace, as a collector receives it: the proxy's server span, its client
+/// span, the function's server span and the function's DynamoDB span, each the child of the
+/// one before, none orphaned. The stack exports to `E2E_OTLP_ENDPOINT`, where this test runs
+/// an OTLP/HTTP receiver (the rest of the suite runs with the collector absent).
+#[tokio::test]
+async fn one_trace_from_the_proxy_through_the_function_to_dynamodb() {
+    let endpoint = std::env::var("E2E_OTLP_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+        .expect("E2E_OTLP_ENDPOINT: the stack exports spans there (scripts/stack.sh)");
+    let receiver = otlp_receiver::Receiver::start(endpoint.trim_start_matches("http://"))
+        .await
+        .expect("the receiver binds the stack's OTLP endpoint");
+    let trace_id = format!("{}", uuid::Uuid::new_v4().simple());
+    let caller = "00f067aa0ba902b7";
+    let response = client()
+        .get(format!("{}/api/products?limit=1", base_url()))
+        .header("traceparent", format!("00-{trace_id}-{caller}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+
+    let complete = |spans: &[otlp_receiver::Span]| {
+        spans
+            .iter()
+            .any(|s| s.service == "edge-proxy" && s.kind == "SPAN_KIND_SERVER")
+            && spans
+                .iter()
+                .any(|s| s.attribute("rpc.service") == Some("DynamoDB"))
+    };
+    let spans = receiver
+        .trace(&trace_id, Duration::from_secs(20), complete)
+        .await;
+    let find = |what: &str, pick: &dyn Fn(&otlp_receiver::Span) -> bool| {
+        spans
+            .iter()
+            .find(|s| pick(s))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {what} span in {spans:#?}"))
+    };
+    let proxy_server = find("proxy server", &|s| {
+        s.service == "edge-proxy" && s.kind == "SPAN_KIND_SERVER"
+    });
+    let proxy_client = find("proxy client", &|s| {
+        s.service == "edge-proxy" && s.kind == "SPAN_KIND_CLIENT"
+    });
+    let function = find("function", &|s| {
+        s.service != "edge-proxy" && s.kind == "SPAN_KIND_SERVER"
+    });
+    let dynamodb = find("DynamoDB", &|s| {
+        s.attribute("rpc.service") == Some("DynamoDB")
+    });
+    assert_eq!(proxy_server.parent_span_id, caller);
+    assert_eq!(proxy_client.parent_span_id, proxy_server.span_id);
+    assert_eq!(function.parent_span_id, proxy_client.span_id);
+    assert_eq!(dynamodb.parent_span_id, function.span_id);
+    assert_eq!(function.service, "product-service");
+    assert_eq!(dynamodb.kind, "SPAN_KIND_CLIENT");
+    assert_eq!(dynamodb.attribute("db.system.name"), Some("aws.dynamodb"));
+    assert_eq!(dynamodb.attribute("db.operation.name"), Some("Scan"));
+    assert!(
+        dynamodb
+            .attribute("db.collection.name")
+            .is_some_and(|t| t.contains("Product")),
+        "{dynamodb:?}"
+    );
+    assert_eq!(
+        proxy_server.attribute("http.response.status_code"),
+        Some("200")
+    );
+    assert_eq!(function.attribute("http.response.status_code"), Some("200"));
+    // No orphans: every parent is in the trace, or is the caller's span.
+    let ids: Vec<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+    for span in &spans {
+        assert!(
+            span.parent_span_id == caller || ids.contains(&span.parent_span_id.as_str()),
+            "orphan: {span:?}"
+        );
+    }
+    // The logs name the same spans: the proxy's access line, the function's lines.
+    let access = log_lines("proxy")
+        .into_iter()
+        .find(|l| l.contains(&trace_id) && l.contains("\"request\""))
+        .expect("an access line with the trace id");
+    assert!(
+        access.contains(&format!("\"span_id\":\"{}\"", proxy_server.span_id)),
+        "{access}"
+    );
+    let function_line = wait_for_log("functions", &function.span_id)
+        .await
+        .expect("the function's log lines carry its span id");
+    assert!(function_line.contains(&trace_id), "{function_line}");
+}
