@@ -112,6 +112,15 @@ impl RequestCtx {
         }
     }
 
+    /// This request's trace and span ids as text (`-` before they are known), for the log
+    /// lines of its rare error paths (the access log formats them without allocating).
+    pub fn trace_ids(&self) -> (String, String) {
+        match &self.trace {
+            Some(trace) => (trace.trace_id().to_string(), trace.span_id().to_string()),
+            None => ("-".into(), "-".into()),
+        }
+    }
+
     /// Upstream time of the attempt that just ended, into the metrics.
     pub fn end_upstream(&mut self) {
         if let (Some(started), Some(route)) = (self.upstream_started.take(), &self.route) {

@@ -141,7 +141,8 @@ impl EdgeProxy {
         ctx: &RequestCtx,
     ) -> pingora::Result<()> {
         let refuse = |why: &dyn std::fmt::Display| {
-            tracing::error!(request_id = %ctx.request_id, error = %why, "cannot sign the upstream request");
+            let (trace_id, span_id) = ctx.trace_ids();
+            tracing::error!(request_id = %ctx.request_id, trace_id, span_id, error = %why, "cannot sign the upstream request");
             ProxyError::BadGateway.into_pingora()
         };
         let (Some(target), Some(attempt), Some(signer)) = (&ctx.route, &ctx.attempt, &self.signer)
@@ -418,7 +419,8 @@ impl ProxyHttp for EdgeProxy {
         if pool.config.aws_iam && (status == 401 || status == 403) {
             // The upstream refused the proxy's own signature: not the client's fault, and not
             // something another try fixes.
-            tracing::error!(request_id = %ctx.request_id, status, service = %pool.config.name, "signed upstream refused the request");
+            let (trace_id, span_id) = ctx.trace_ids();
+            tracing::error!(request_id = %ctx.request_id, trace_id, span_id, status, service = %pool.config.name, "signed upstream refused the request");
             ctx.end_upstream();
             ctx.retry_decided = Some(false);
             return Err(ProxyError::BadGateway.into_pingora());
