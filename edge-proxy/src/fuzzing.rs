@@ -45,6 +45,7 @@ fn route(prefix: &str, service: &str, strip: &str) -> Route {
         auth: AuthMode::Public,
         scopes: Vec::new(),
         rate_limit: None,
+        cache: None,
     }
 }
 

@@ -18,11 +18,12 @@ use crate::admission::global::TokenStore;
 use crate::admission::jwks::{self, JwksRefresher};
 use crate::config::Config;
 use crate::error::Error;
-use crate::ops::admin::{AdminApp, ConfigReload};
+use crate::ops::admin::{AdminApp, CacheAdmin, ConfigReload};
 use crate::ops::clock::{Clock, SystemClock};
 use crate::ops::metrics::Metrics;
 use crate::ops::otlp;
 use crate::ops::trace::Tracer;
+use crate::proxy::cache::{CacheAdminHandle, EdgeCache};
 use crate::proxy::downstream::EdgeApp;
 use crate::proxy::reload::Reloader;
 use crate::proxy::{EdgeProxy, ProxyState, StateDeps};
@@ -242,6 +243,8 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
         None => None,
     };
     let pools = Pools::new(state.pools());
+    // Built even with no cached route, so a reload can turn caching on for one.
+    let cache = EdgeCache::new(&config.cache);
     let traces = &config.tracing;
     let tracer = match otlp::endpoint(traces.endpoint.as_deref(), |name| std::env::var(name).ok()) {
         Some(endpoint) => {
@@ -270,7 +273,8 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
         signer.clone(),
         clock,
     )
-    .with_tracer(tracer.clone());
+    .with_tracer(tracer.clone())
+    .with_cache(cache);
     let reloader = overrides.reload_from.map(|path| {
         Arc::new(Reloader::new(
             path,
@@ -342,6 +346,7 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
                 metrics: Arc::clone(&handle.metrics),
                 upstreams: Arc::new(handle.pools.clone()),
                 reload: reloader.map(|r| r as Arc<dyn ConfigReload>),
+                cache: Some(Arc::new(CacheAdminHandle(cache)) as Arc<dyn CacheAdmin>),
                 token_sha256: config.server.admin_token_sha256,
             },
         );

@@ -23,6 +23,7 @@ pub struct Config {
     /// The store of global rate limits, when a policy is global.
     pub redis: Option<RedisConfig>,
     pub tracing: TracingConfig,
+    pub cache: CacheConfig,
 }
 
 /// `[tracing]`, validated: where spans are exported (OTLP over HTTP) and how many.
@@ -172,7 +173,35 @@ pub struct Route {
     pub scopes: Vec<String>,
     /// The limit that applies (the route's own, else the default), if any.
     pub rate_limit: Option<Arc<RatePolicy>>,
+    /// Whether (and how) this route's `GET`s are cached.
+    pub cache: Option<RouteCache>,
 }
+
+/// A route's cache settings, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteCache {
+    pub default_ttl: Option<Duration>,
+    pub max_object_bytes: usize,
+}
+
+/// `[cache]`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    pub memory_bytes: usize,
+    pub lock_timeout: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            memory_bytes: 64 * 1024 * 1024,
+            lock_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The largest body a route stores unless it says otherwise.
+pub const DEFAULT_MAX_OBJECT_BYTES: usize = 1024 * 1024;
 
 impl AsRef<Route> for Route {
     fn as_ref(&self) -> &Route {

@@ -37,6 +37,19 @@ pub struct FileConfig {
     /// Span export (OpenTelemetry, OTLP over HTTP).
     #[serde(default)]
     pub tracing: TracingSection,
+    /// The edge cache routes with `cache` share.
+    #[serde(default)]
+    pub cache: CacheSection,
+}
+
+/// `[cache]`: the memory every cached route shares.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CacheSection {
+    /// Bytes of response bodies held; past it the least recently used go.
+    pub memory_bytes: Option<usize>,
+    /// Longest concurrent misses for one key wait for the first one's response.
+    pub lock_timeout_ms: Option<u64>,
 }
 
 /// `[tracing]`: where the proxy's spans go.
@@ -490,4 +503,18 @@ pub struct RouteSection {
     /// This route's own rate limit (keyed per consumer and route).
     #[serde(default)]
     pub rate_limit: Option<RouteRateLimitSection>,
+    /// Serve this route's `GET`s from the edge cache (`[cache]`), as RFC 9111 allows.
+    #[serde(default)]
+    pub cache: Option<RouteCacheSection>,
+}
+
+/// A route's cache settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RouteCacheSection {
+    /// How long a response the origin gave no freshness for (no `Cache-Control` max-age, no
+    /// `Expires`) is fresh; unset: such responses are not stored.
+    pub default_ttl_seconds: Option<u32>,
+    /// Largest response body stored; larger ones are passed through.
+    pub max_object_bytes: Option<usize>,
 }

@@ -7,6 +7,8 @@
 //! - `GET /metrics`: Prometheus text;
 //! - `POST /reload`: re-read the config file (as `SIGHUP` does): 200 and what was applied, or
 //!   422 and the refused field (the running config stays).
+//! - `POST /cache/purge?prefix=/api/products`: drop every response the edge cache holds for a
+//!   path starting with the prefix: 200 and how many.
 
 use std::sync::Arc;
 
@@ -35,6 +37,15 @@ pub trait ConfigReload: Send + Sync {
     fn reload(&self) -> Result<String, Refusal>;
 }
 
+/// The edge cache, as the admin listener sees it; the proxy area implements it.
+#[async_trait]
+pub trait CacheAdmin: Send + Sync {
+    /// Purges what is held for paths starting with `prefix`; how many responses went.
+    async fn purge_prefix(&self, prefix: &str) -> usize;
+    /// Copies the cache's size and evictions into the gauges, before the metrics are rendered.
+    fn record_gauges(&self, metrics: &Metrics);
+}
+
 /// Why a config file was refused: the field, in the file's spelling, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -47,6 +58,7 @@ pub struct AdminApp {
     pub upstreams: Arc<dyn UpstreamStatus>,
     /// `None`: the proxy was not started from a file, so there is nothing to re-read.
     pub reload: Option<Arc<dyn ConfigReload>>,
+    pub cache: Option<Arc<dyn CacheAdmin>>,
     /// SHA-256 of the bearer token required beyond `/healthz` and `/readyz`, if any.
     pub token_sha256: Option<[u8; 32]>,
 }
@@ -80,6 +92,34 @@ impl AdminApp {
         })
     }
 
+    /// `POST /cache/purge?prefix=/...`.
+    async fn purge(&self, query: Option<&str>) -> Response<Vec<u8>> {
+        let Some(cache) = &self.cache else {
+            return respond(
+                404,
+                "application/json",
+                br#"{"error":{"code":"not_found","message":"no edge cache"}}"#.to_vec(),
+            );
+        };
+        let prefix = query
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|p| p.strip_prefix("prefix="))
+            .filter(|p| p.starts_with('/') && !p.contains('%'));
+        let Some(prefix) = prefix else {
+            return respond(
+                400,
+                "application/json",
+                br#"{"error":{"code":"bad_request","message":"give ?prefix=/path (a path starting with /, not percent-encoded)"}}"#
+                    .to_vec(),
+            );
+        };
+        let purged = cache.purge_prefix(prefix).await;
+        self.metrics.cache_purged("admin", purged);
+        let body = serde_json::json!({"status": "purged", "prefix": prefix, "purged": purged});
+        respond(200, "application/json", body.to_string().into_bytes())
+    }
+
     /// Services with no usable instance right now.
     pub fn unready_services(&self) -> Vec<String> {
         self.upstreams.unready_services()
@@ -88,6 +128,9 @@ impl AdminApp {
     /// Copies breaker and health state into the gauges, then renders every metric.
     pub fn metrics_text(&self) -> String {
         self.upstreams.record_gauges(&self.metrics);
+        if let Some(cache) = &self.cache {
+            cache.record_gauges(&self.metrics);
+        }
         self.metrics.render()
     }
 }
@@ -96,7 +139,7 @@ impl AdminApp {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let request = session.req_header();
-        let reload = request.uri.path() == "/reload";
+        let reload = matches!(request.uri.path(), "/reload" | "/cache/purge");
         let allowed = if reload {
             http::Method::POST
         } else {
@@ -140,6 +183,7 @@ impl ServeHttp for AdminApp {
                 "text/plain; version=0.0.4",
                 self.metrics_text().into_bytes(),
             ),
+            "/cache/purge" => self.purge(request.uri.query()).await,
             "/reload" => match &self.reload {
                 None => respond(
                     404,

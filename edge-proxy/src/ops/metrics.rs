@@ -61,6 +61,11 @@ pub struct Metrics {
     limit_store_up: IntGaugeVec,
     config_reloads: IntCounterVec,
     trace_spans: IntCounterVec,
+    cache_requests: IntCounterVec,
+    cache_bytes: IntGaugeVec,
+    cache_items: IntGaugeVec,
+    cache_evictions: IntCounterVec,
+    cache_purged: IntCounterVec,
     /// Held while the per-instance series are replaced, so a scrape sees all or none.
     instance_series: Mutex<()>,
     names: Vec<String>,
@@ -252,6 +257,40 @@ impl Metrics {
                 }
                 spans
             },
+            cache_requests: counter(
+                "edge_cache_requests_total",
+                "Requests on cached routes, by route and what the edge cache did: hit, stale \
+                 (served stale: origin failing or being asked again), miss, expired, \
+                 revalidated, uncacheable (fetched, not stored), bypass (not a GET).",
+                &["route", "outcome"],
+            ),
+            cache_bytes: gauge(
+                "edge_cache_bytes",
+                "Bytes of response bodies the edge cache holds.",
+                &[],
+            ),
+            cache_items: gauge(
+                "edge_cache_items",
+                "Responses the edge cache holds.",
+                &[],
+            ),
+            cache_evictions: counter(
+                "edge_cache_evictions_total",
+                "Responses the edge cache evicted to stay within its memory budget.",
+                &[],
+            ),
+            cache_purged: {
+                let purged = counter(
+                    "edge_cache_purged_total",
+                    "Responses purged from the edge cache, by trigger: a write through the \
+                     proxy (write) or the admin endpoint (admin).",
+                    &["trigger"],
+                );
+                for trigger in ["write", "admin"] {
+                    purged.with_label_values(&[trigger]);
+                }
+                purged
+            },
             instance_series: Mutex::new(()),
             config_reloads,
             names: names.take(),
@@ -399,6 +438,35 @@ impl Metrics {
         self.dns_resolutions
             .with_label_values(&[service, if ok { "success" } else { "failure" }])
             .inc();
+    }
+
+    /// One request on a cached route and what the cache did (`hit`, `miss`, ...).
+    pub fn cache_request(&self, route: &str, outcome: &str) {
+        self.cache_requests
+            .with_label_values(&[route, outcome])
+            .inc();
+    }
+
+    /// The cache's size, count and evictions so far (a scrape calls this).
+    pub fn cache_state(&self, bytes: usize, items: usize, evicted: usize) {
+        self.cache_bytes
+            .with_label_values::<&str>(&[])
+            .set(bytes as i64);
+        self.cache_items
+            .with_label_values::<&str>(&[])
+            .set(items as i64);
+        let evictions = self.cache_evictions.with_label_values::<&str>(&[]);
+        let evicted = evicted as u64;
+        if evicted > evictions.get() {
+            evictions.inc_by(evicted - evictions.get());
+        }
+    }
+
+    /// Responses purged, by `write` or `admin`.
+    pub fn cache_purged(&self, trigger: &str, count: usize) {
+        self.cache_purged
+            .with_label_values(&[trigger])
+            .inc_by(count as u64);
     }
 
     /// The counters trace export adds to.

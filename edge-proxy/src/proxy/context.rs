@@ -86,6 +86,9 @@ pub struct RequestCtx {
     pub utf8: Option<Utf8Check>,
     /// The whole request body, read up front for upstreams that need it signed.
     pub signed_body: Option<Vec<u8>>,
+    /// On a cached route: the purge epoch when the request began, and what the cache did.
+    pub cache_epoch: u64,
+    pub cache: Option<super::cache::Outcome>,
 }
 
 impl RequestCtx {
@@ -109,6 +112,8 @@ impl RequestCtx {
             body_bytes: 0,
             utf8: None,
             signed_body: None,
+            cache_epoch: 0,
+            cache: None,
         }
     }
 

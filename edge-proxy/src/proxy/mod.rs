@@ -16,9 +16,12 @@
 //! - `response_filter`: map `Location` back into the client's path space.
 //! - `fail_to_proxy`: every failure becomes a JSON error (see [`error`]); a [`ProxyError`]
 //!   raised in a phase travels as the cause of Pingora's error and is answered as it is.
+//! - `request_cache_filter` .. `should_serve_stale`: the edge [`cache`] on routes that have
+//!   one, after auth and rate limits (Pingora looks in the cache after `request_filter`).
 //! - `logging`: the access-log line and request metrics.
 
 mod admit;
+pub mod cache;
 pub mod client;
 pub mod context;
 pub mod downstream;
@@ -49,9 +52,12 @@ use crate::ops::metrics::{Metrics, RouteMetrics};
 use crate::ops::trace::{request_id, Tracer};
 use crate::upstream::pool::ServicePool;
 use crate::upstream::sigv4::{sign_request, Signer};
+use cache::{EdgeCache, Outcome};
 use context::RequestCtx;
 pub use error::ProxyError;
 use forwarding::Forwarding;
+use pingora::cache::key::HashBinary;
+use pingora::cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
 use routing::{client_location, RouteError};
 pub use state::{ProxyState, StateDeps};
 
@@ -85,6 +91,7 @@ pub struct EdgeProxy {
     clock: Arc<dyn Clock>,
     signer: Option<Arc<Signer>>,
     tracer: Tracer,
+    cache: Option<&'static EdgeCache>,
 }
 
 /// A request body that could not be read whole: the client's fault (bad framing, a stall), so
@@ -95,6 +102,14 @@ fn unreadable_body(error: Box<Error>) -> Box<Error> {
         ErrorType::ReadTimedout => ProxyError::RequestTimeout.into_pingora(),
         _ => ProxyError::BadRequest("the request body is malformed").into_pingora(),
     }
+}
+
+/// Methods that change nothing (RFC 9110 section 9.2.1): any other purges the cache.
+fn is_safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
 }
 
 fn is_idempotent(method: &Method) -> bool {
@@ -120,7 +135,14 @@ impl EdgeProxy {
             clock,
             signer,
             tracer: Tracer::off(),
+            cache: None,
         }
+    }
+
+    /// Serves cached routes from `cache`.
+    pub fn with_cache(mut self, cache: &'static EdgeCache) -> EdgeProxy {
+        self.cache = Some(cache);
+        self
     }
 
     /// Records and exports spans with `tracer` (default: ids propagated, nothing recorded).
@@ -427,6 +449,12 @@ impl ProxyHttp for EdgeProxy {
         }
         let failure = pool.config.failure_statuses.contains(&status);
         ctx.end_upstream();
+        let method = &session.req_header().method;
+        if let Some(cache) = self.cache.filter(|_| status < 400 && !is_safe(method)) {
+            // Before the write's response reaches the client: a read after it is never stale.
+            let purged = cache.purge_for_write(session.req_header().uri.path()).await;
+            self.metrics.cache_purged("write", purged);
+        }
         if let Some(attempt) = ctx.attempt.as_mut() {
             if failure {
                 attempt.failed();
@@ -501,7 +529,7 @@ impl ProxyHttp for EdgeProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
@@ -515,12 +543,89 @@ impl ProxyHttp for EdgeProxy {
                 upstream_response.insert_header("location", location)?;
             }
         }
+        if let (Some(cache), Some(target)) = (self.cache, &ctx.route) {
+            if target.route.cache.is_some() {
+                let outcome = *ctx.cache.get_or_insert_with(|| Outcome::of(session));
+                if matches!(outcome, Outcome::Miss | Outcome::Expired) && session.cache.enabled() {
+                    let path = session.req_header().uri.path();
+                    cache.remember(path, session.cache.cache_key().to_compact());
+                }
+                let meta = matches!(outcome, Outcome::Hit | Outcome::Stale)
+                    .then(|| session.cache.cache_meta());
+                upstream_response.insert_header("cache-status", outcome.cache_status(meta))?;
+            }
+        }
         upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
         if let Some((policy, decision)) = &ctx.rate {
             upstream_response.insert_header("ratelimit-policy", policy.policy_header())?;
             upstream_response.insert_header("ratelimit", decision.header(policy))?;
         }
         Ok(())
+    }
+
+    fn request_cache_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        let (Some(cache), Some(target)) = (self.cache, &ctx.route) else {
+            return Ok(());
+        };
+        let Some(settings) = target.route.cache else {
+            return Ok(());
+        };
+        if session.req_header().method != Method::GET {
+            ctx.cache = Some(Outcome::Bypass);
+            return Ok(());
+        }
+        ctx.cache_epoch = cache.enable(session, &settings);
+        Ok(())
+    }
+
+    fn cache_key_callback(
+        &self,
+        session: &Session,
+        _ctx: &mut RequestCtx,
+    ) -> pingora::Result<CacheKey> {
+        Ok(EdgeCache::key(session.req_header()))
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        response: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<RespCacheable> {
+        let settings = ctx.route.as_ref().and_then(|t| t.route.cache);
+        let (Some(cache), Some(settings)) = (self.cache, settings) else {
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
+        };
+        // Credentials reach the origin only when the config forwards them.
+        let headers = &session.req_header().headers;
+        let credentials = ctx.state.config.auth.forward_credentials
+            && (headers.contains_key(http::header::AUTHORIZATION)
+                || headers.contains_key("x-api-key"));
+        Ok(cache.cacheable(response, &settings, credentials, ctx.cache_epoch))
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut RequestCtx,
+        request: &RequestHeader,
+    ) -> Option<HashBinary> {
+        EdgeCache::variance(meta, request)
+    }
+
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        _error: Option<&Error>,
+    ) -> bool {
+        // Whenever the stored response allows it (stale-if-error, stale-while-revalidate; the
+        // cache checks the windows): an instance down, a breaker open, or no instance at all.
+        true
     }
 
     async fn fail_to_proxy(
@@ -562,6 +667,10 @@ impl ProxyHttp for EdgeProxy {
                 .metrics
                 .request("-", request.method.as_str(), status, latency),
         }
+        if let (Some(outcome), Some(target)) = (ctx.cache, &ctx.route) {
+            self.metrics
+                .cache_request(&target.route.prefix, outcome.as_str());
+        }
         if let Some(trace) = ctx.trace.as_mut() {
             let route = ctx.route.as_ref().map(|r| r.route.prefix.as_str());
             let kind = error.map(|e| e.etype().as_str());
@@ -593,6 +702,7 @@ impl ProxyHttp for EdgeProxy {
             consumer = ctx.identity.as_ref().map_or("-", |i| i.id.as_str()),
             auth = ctx.auth_outcome.as_str(),
             rate_limited = status == 429 && ctx.rate.is_some(),
+            cache = ctx.cache.map_or("-", Outcome::as_str),
             error = error.map(|e| e.to_string()).unwrap_or_default(),
             "request"
         );

@@ -148,8 +148,9 @@ pub fn restart_only(current: &Config, next: &Config, can_sign: bool) -> Result<(
         ),
     ];
     let (x, y) = (&current.auth, &next.auth);
-    let others: [(&str, bool); 7] = [
+    let others: [(&str, bool); 8] = [
         ("registry", current.registry == next.registry),
+        ("cache", current.cache == next.cache),
         ("tracing", current.tracing == next.tracing),
         ("dns", current.dns == next.dns),
         ("auth.jwt.jwks-file", x.jwks_file == y.jwks_file),

@@ -112,6 +112,7 @@ mod tests {
             auth: Default::default(),
             scopes: Vec::new(),
             rate_limit: None,
+            cache: None,
         }
     }
 
@@ -197,6 +198,7 @@ mod properties {
             auth: Default::default(),
             scopes: Vec::new(),
             rate_limit: None,
+            cache: None,
         };
         Router::new(vec![route("/api/users"), route("/api/products")])
     }

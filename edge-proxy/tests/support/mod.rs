@@ -30,6 +30,9 @@ pub enum Behaviour {
     VerifySigV4(&'static str, &'static str, &'static str),
     /// Serves requests, but fails its health checks (503).
     FailHealth,
+    /// 200 with this `Cache-Control` (and `ETag: "v1"`) after this delay; the body counts the
+    /// requests served (`"n":N`), so a stale copy shows.
+    Cached(&'static str, Duration),
 }
 
 /// A stub upstream that can be stopped (port closed) and started again on the same port.
@@ -162,6 +165,8 @@ async fn handle(
         buffer.drain(..head_end + content_length);
         let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
         let mut extra = "";
+        let extra_owned: String;
+        let mut cached = None;
         let current = *behaviour.lock().unwrap();
         let status = if path.ends_with("/health") {
             match current {
@@ -198,9 +203,22 @@ async fn handle(
                     }
                 }
                 Behaviour::FailHealth => 200,
+                Behaviour::Cached(control, delay) => {
+                    tokio::time::sleep(delay).await;
+                    cached = Some(control);
+                    200
+                }
             }
         };
-        let body = format!(r#"{{"instance":"{name}","path":"{path}"}}"#);
+        let body = match cached {
+            Some(control) => {
+                extra_owned = format!("cache-control: {control}\r\netag: \"v1\"\r\n");
+                extra = &extra_owned;
+                let n = requests.load(Ordering::SeqCst);
+                format!(r#"{{"instance":"{name}","path":"{path}","n":{n}}}"#)
+            }
+            None => format!(r#"{{"instance":"{name}","path":"{path}"}}"#),
+        };
         let response = format!(
             "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{body}",
             body.len()
@@ -228,6 +246,8 @@ impl ShutdownSignalWatch for TestSignal {
 pub struct RunningProxy {
     pub base: String,
     pub handle: ProxyHandle,
+    /// `http://` and the admin listener's address.
+    pub admin: String,
     _server: RunningServer,
 }
 
@@ -298,6 +318,10 @@ pub async fn start_proxy_with(config_text: &str, mut overrides: Overrides) -> Ru
     let running = run_server(server, port).await;
     RunningProxy {
         base: running.base.clone(),
+        admin: config
+            .server
+            .admin_listen
+            .map_or_else(String::new, |a| format!("http://{a}")),
         handle,
         _server: running,
     }

@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::internal::{
-    Config, DnsConfig, LimitScope, RatePolicy, RedisConfig, RegistryConfig, StoreFailure,
-    TracingConfig,
+    CacheConfig, Config, DnsConfig, LimitScope, RatePolicy, RedisConfig, RegistryConfig,
+    StoreFailure, TracingConfig,
 };
-use super::wire::{DnsSection, FileConfig, RedisSection, RegistrySection, TracingSection};
+use super::wire::{
+    CacheSection, DnsSection, FileConfig, RedisSection, RegistrySection, TracingSection,
+};
 use super::ConfigError;
 
 impl FileConfig {
@@ -30,12 +32,14 @@ impl FileConfig {
         }
         let auth = auth::validate(self.auth)?;
         let redis = self.redis.map(validate_redis).transpose()?;
+        let cache = validate_cache(self.cache)?;
         let (routes, rate_limit_cells) = routes::validate(
             self.routes,
             self.rate_limit,
             &services,
             &auth,
             redis.is_some(),
+            cache.memory_bytes,
         )?;
         let dns = validate_dns(self.dns)?;
         let tracing = validate_tracing(self.tracing)?;
@@ -49,8 +53,27 @@ impl FileConfig {
             dns,
             redis,
             tracing,
+            cache,
         })
     }
+}
+
+fn validate_cache(section: CacheSection) -> Result<CacheConfig, ConfigError> {
+    let defaults = CacheConfig::default();
+    let memory_bytes = section.memory_bytes.unwrap_or(defaults.memory_bytes);
+    if !(4096..=(64usize << 30)).contains(&memory_bytes) {
+        return Err(ConfigError::new(
+            "cache.memory-bytes",
+            "must be from 4096 to 68719476736",
+        ));
+    }
+    Ok(CacheConfig {
+        memory_bytes,
+        lock_timeout: match section.lock_timeout_ms {
+            Some(ms) => ms_in_range("cache.lock-timeout-ms", ms, 1, 60_000)?,
+            None => defaults.lock_timeout,
+        },
+    })
 }
 
 fn validate_tracing(section: TracingSection) -> Result<TracingConfig, ConfigError> {

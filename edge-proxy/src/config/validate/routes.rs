@@ -1,11 +1,15 @@
 //! `[[routes]]` and `[rate-limit]`: path prefixes, the service each goes to, prefix stripping,
-//! auth mode, scopes, and the rate limit that applies (the route's own or the default).
+//! auth mode, scopes, the rate limit that applies (the route's own or the default), and the
+//! route's cache settings.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::super::internal::{AuthConfig, AuthMode, Route, ServiceConfig};
-use super::super::wire::{RateLimitSection, RouteSection};
+use super::super::internal::{
+    AuthConfig, AuthMode, Route, RouteCache, ServiceConfig, DEFAULT_MAX_OBJECT_BYTES,
+};
+use super::super::wire::{RateLimitSection, RouteCacheSection, RouteSection};
 use super::super::ConfigError;
 use super::{rate_policy, scoped};
 
@@ -16,6 +20,7 @@ pub(super) fn validate(
     services: &HashMap<String, Arc<ServiceConfig>>,
     auth: &AuthConfig,
     store: bool,
+    memory_bytes: usize,
 ) -> Result<(Vec<Route>, usize), ConfigError> {
     let default_limit = match &rate_limit {
         None => None,
@@ -115,6 +120,10 @@ pub(super) fn validate(
             }
             None => default_limit.clone(),
         };
+        let cache = route
+            .cache
+            .map(|section| route_cache(&format!("{field}.cache"), section, memory_bytes))
+            .transpose()?;
         routes.push(Route {
             prefix,
             service: route.service,
@@ -122,10 +131,42 @@ pub(super) fn validate(
             auth: route.auth,
             scopes: route.scopes,
             rate_limit,
+            cache,
         });
     }
 
     Ok((routes, rate_limit_cells))
+}
+
+/// A route's cache: a default TTL of at most a day, objects no larger than the whole cache.
+fn route_cache(
+    field: &str,
+    section: RouteCacheSection,
+    memory_bytes: usize,
+) -> Result<RouteCache, ConfigError> {
+    let default_ttl = match section.default_ttl_seconds {
+        Some(0) | None => None,
+        Some(seconds) if seconds <= 86_400 => Some(Duration::from_secs(u64::from(seconds))),
+        Some(_) => {
+            return Err(ConfigError::new(
+                format!("{field}.default-ttl-seconds"),
+                "must be from 0 to 86400",
+            ))
+        }
+    };
+    let max_object_bytes = section
+        .max_object_bytes
+        .unwrap_or(DEFAULT_MAX_OBJECT_BYTES.min(memory_bytes));
+    if max_object_bytes == 0 || max_object_bytes > memory_bytes {
+        return Err(ConfigError::new(
+            format!("{field}.max-object-bytes"),
+            "must be from 1 to [cache] memory-bytes",
+        ));
+    }
+    Ok(RouteCache {
+        default_ttl,
+        max_object_bytes,
+    })
 }
 
 fn check_path_prefix(field: &str, value: &str) -> Result<String, ConfigError> {

@@ -1,0 +1,441 @@
+//! The edge cache, on pingora-cache: its in-memory storage (`MemCache`) under one LRU byte
+//! budget (`simple_lru`), its cache lock (concurrent misses for a key wait for one upstream
+//! fetch), its RFC 9111 freshness and stale-serving rules, its `Age` and `304`s. Written here
+//! is only what pingora-cache leaves to the proxy: the key (method, path, normalised query),
+//! `Vary`, which responses are stored (a route's default TTL when the origin gives none), the
+//! `Cache-Status` header (RFC 9211), and purging, which needs an index of stored keys by path
+//! (the storage is a hash table with no way to list its keys).
+//!
+//! Everything here lives for the process (pingora-cache wants `'static` parts), built once at
+//! start; `[cache]` changes need a restart. Routes turn caching on and off on reload.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use pingora::cache::cache_control::{CacheControl, Cacheable, InterpretCacheControl};
+use pingora::cache::eviction::simple_lru;
+use pingora::cache::eviction::EvictionManager;
+use pingora::cache::filters::resp_cacheable;
+use pingora::cache::key::{CompactCacheKey, HashBinary};
+use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora::cache::trace::Span as CacheSpan;
+use pingora::cache::{
+    CacheEntryKeyRef, CacheKey, CacheMeta, CacheMetaDefaults, CachePhase, MemCache, NoCacheReason,
+    PurgeTarget, PurgeType, RespCacheable, Storage, VarianceBuilder,
+};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::Session;
+
+use crate::config::{CacheConfig, RouteCache};
+use crate::ops::admin::CacheAdmin;
+use crate::ops::metrics::Metrics;
+
+/// The name this cache goes by in `Cache-Status`.
+const NAME: &str = "edge-proxy";
+
+/// No freshness from defaults: a response is stored for the time its origin allows, or for
+/// the route's default TTL (see [`EdgeCache::cacheable`]); stale windows come from the origin.
+const NO_DEFAULTS: CacheMetaDefaults = CacheMetaDefaults::new(|_| None, 0, 0);
+
+/// Statuses a cache may store without explicit freshness (RFC 9110 section 15.1).
+const HEURISTIC: [u16; 10] = [200, 203, 204, 300, 301, 404, 405, 410, 414, 501];
+
+pub struct EdgeCache {
+    storage: &'static MemCache,
+    eviction: &'static simple_lru::Manager,
+    lock: &'static CacheKeyLockImpl,
+    /// Stored keys by request path, for purges.
+    index: Mutex<HashMap<String, HashSet<CompactCacheKey>>>,
+    /// Bumped by every purge: a response fetched across one is passed on, not stored (it may
+    /// predate the write that caused the purge).
+    epoch: AtomicU64,
+}
+
+/// What the cache did for a request: the access log's `cache` field and the metrics' label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Hit,
+    /// Served stale: the origin failed (stale-if-error) or is being asked again
+    /// (stale-while-revalidate).
+    Stale,
+    /// Fetched, and stored if the response allowed it.
+    Miss,
+    /// Stored but no longer fresh: fetched again.
+    Expired,
+    /// Stored, no longer fresh, and confirmed by the origin (304).
+    Revalidated,
+    /// Fetched and not stored (the origin said so, too large, or a purge came in between).
+    Uncacheable,
+    /// Not a cacheable request (not a `GET`).
+    Bypass,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Stale => "stale",
+            Outcome::Miss => "miss",
+            Outcome::Expired => "expired",
+            Outcome::Revalidated => "revalidated",
+            Outcome::Uncacheable => "uncacheable",
+            Outcome::Bypass => "bypass",
+        }
+    }
+
+    /// Every outcome, for metric series that exist from the start.
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Hit,
+        Outcome::Stale,
+        Outcome::Miss,
+        Outcome::Expired,
+        Outcome::Revalidated,
+        Outcome::Uncacheable,
+        Outcome::Bypass,
+    ];
+
+    /// What the cache did, read from pingora-cache's phase once the response is known.
+    pub fn of(session: &Session) -> Outcome {
+        match session.cache.phase() {
+            CachePhase::Hit => Outcome::Hit,
+            CachePhase::Stale | CachePhase::StaleUpdating => Outcome::Stale,
+            CachePhase::Miss => Outcome::Miss,
+            CachePhase::Expired => Outcome::Expired,
+            CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => Outcome::Revalidated,
+            _ => Outcome::Uncacheable,
+        }
+    }
+
+    /// The `Cache-Status` value (RFC 9211) for this outcome of `meta`'s entry.
+    pub fn cache_status(self, meta: Option<&CacheMeta>) -> String {
+        let ttl = || {
+            meta.map(|m| {
+                let now = SystemTime::now();
+                match m.fresh_until().duration_since(now) {
+                    Ok(left) => left.as_secs() as i64,
+                    Err(past) => -(past.duration().as_secs() as i64),
+                }
+            })
+        };
+        match self {
+            Outcome::Hit => match ttl() {
+                Some(ttl) => format!("{NAME}; hit; ttl={ttl}"),
+                None => format!("{NAME}; hit"),
+            },
+            Outcome::Stale => match ttl() {
+                Some(ttl) => format!("{NAME}; hit; ttl={ttl}; detail=stale"),
+                None => format!("{NAME}; hit; detail=stale"),
+            },
+            Outcome::Miss => format!("{NAME}; fwd=miss; stored"),
+            Outcome::Expired => format!("{NAME}; fwd=stale; stored"),
+            Outcome::Revalidated => format!("{NAME}; fwd=stale; fwd-status=304"),
+            Outcome::Uncacheable => format!("{NAME}; fwd=miss"),
+            Outcome::Bypass => format!("{NAME}; fwd=bypass"),
+        }
+    }
+}
+
+/// The key's primary part: method, path, and the query with its parameters sorted (their
+/// order does not make a different entry).
+pub fn primary_key(request: &RequestHeader) -> String {
+    let uri = &request.uri;
+    let mut key = format!("{} {}", request.method, uri.path());
+    if let Some(query) = uri.query() {
+        let mut parameters: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+        parameters.sort_unstable();
+        if !parameters.is_empty() {
+            key.push('?');
+            key.push_str(&parameters.join("&"));
+        }
+    }
+    key
+}
+
+/// The headers a stored response varies on, lower-cased; `None` for `Vary: *` (never stored).
+fn vary_headers(response: &ResponseHeader) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    for value in response.headers.get_all(http::header::VARY) {
+        for name in value.to_str().unwrap_or("*").split(',') {
+            let name = name.trim().to_ascii_lowercase();
+            if name == "*" {
+                return None;
+            }
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    Some(names)
+}
+
+impl EdgeCache {
+    /// The cache, for the rest of the process.
+    pub fn new(config: &CacheConfig) -> &'static EdgeCache {
+        let cache = EdgeCache {
+            storage: Box::leak(Box::new(MemCache::new())),
+            eviction: Box::leak(Box::new(simple_lru::Manager::new(config.memory_bytes))),
+            lock: Box::leak(CacheLock::new_boxed(config.lock_timeout)),
+            index: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+        };
+        Box::leak(Box::new(cache))
+    }
+
+    /// Turns caching on for this request (a `GET` on a cached route); returns the purge epoch
+    /// to hand to [`EdgeCache::cacheable`].
+    pub fn enable(&'static self, session: &mut Session, route: &RouteCache) -> u64 {
+        session.cache.enable(
+            self.storage,
+            Some(self.eviction as &'static (dyn EvictionManager + Sync)),
+            None,
+            Some(self.lock),
+            None,
+        );
+        session
+            .cache
+            .set_max_file_size_bytes(route.max_object_bytes);
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// The request's key (its variance is added from the stored response's `Vary`).
+    pub fn key(request: &RequestHeader) -> CacheKey {
+        CacheKey::new(primary_key(request), "")
+    }
+
+    /// Whether the response is stored: as RFC 9111 allows a shared cache (never `private`,
+    /// `no-store`, `Vary: *`, nor, when credentials reach the origin, anything not marked for
+    /// it), for its freshness or else the route's default TTL; and not if a purge ran since the
+    /// request began (`epoch`).
+    pub fn cacheable(
+        &self,
+        response: &ResponseHeader,
+        route: &RouteCache,
+        credentials_forwarded: bool,
+        epoch: u64,
+    ) -> RespCacheable {
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            return RespCacheable::Uncacheable(NoCacheReason::Custom("purged meanwhile"));
+        }
+        if vary_headers(response).is_none() {
+            return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
+        }
+        let control = CacheControl::from_resp_headers(response);
+        let decided = resp_cacheable(
+            control.as_ref(),
+            response.clone(),
+            credentials_forwarded,
+            &NO_DEFAULTS,
+        );
+        let explicit = control
+            .as_ref()
+            .is_some_and(|c| c.is_cacheable() != Cacheable::Default)
+            || response.headers.contains_key(http::header::EXPIRES);
+        match (decided, route.default_ttl) {
+            (RespCacheable::Uncacheable(_), Some(ttl))
+                if !explicit
+                    && !credentials_forwarded
+                    && HEURISTIC.contains(&response.status.as_u16()) =>
+            {
+                let now = SystemTime::now();
+                RespCacheable::Cacheable(CacheMeta::new(now + ttl, now, 0, 0, response.clone()))
+            }
+            (decided, _) => decided,
+        }
+    }
+
+    /// The variance of `request` for a stored response with `meta`'s `Vary`.
+    pub fn variance(meta: &CacheMeta, request: &RequestHeader) -> Option<HashBinary> {
+        let names = vary_headers(meta.response_header())?;
+        let mut variance = VarianceBuilder::new();
+        for name in &names {
+            let value = request
+                .headers
+                .get(name.as_str())
+                .map_or(&[][..], |v| v.as_bytes());
+            variance.add_value(name, value);
+        }
+        variance.finalize()
+    }
+
+    /// Notes a key being stored, so a purge of its path finds it.
+    pub fn remember(&self, path: &str, key: CompactCacheKey) {
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        index.entry(path.to_string()).or_default().insert(key);
+    }
+
+    /// Purges every stored response whose path `matches`; returns how many were found.
+    async fn purge_where(&'static self, matches: impl Fn(&str) -> bool) -> usize {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let keys: Vec<CompactCacheKey> = {
+            let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+            let paths: Vec<String> = index.keys().filter(|p| matches(p)).cloned().collect();
+            paths
+                .iter()
+                .filter_map(|path| index.remove(path))
+                .flatten()
+                .collect()
+        };
+        let span = CacheSpan::inactive().handle();
+        let mut purged = 0;
+        for key in &keys {
+            let outcome = self
+                .storage
+                .purge(PurgeTarget::Active(key), PurgeType::Invalidation, &span)
+                .await;
+            self.eviction
+                .remove(CacheEntryKeyRef::from_entry_id(key, None));
+            if matches!(outcome, Ok(pingora::cache::PurgeOutcome::Purged(_))) {
+                purged += 1;
+            }
+        }
+        purged
+    }
+
+    /// After a successful write to `path`: purges it, what lies under it, and every path above
+    /// it (a write to `/api/products/7/reservations` changes `/api/products/7` and the
+    /// `/api/products` lists). Runs before the write's response is sent.
+    pub async fn purge_for_write(&'static self, path: &str) -> usize {
+        let path = path.trim_end_matches('/');
+        let below = format!("{path}/");
+        self.purge_where(|stored| {
+            stored == path
+                || stored.starts_with(&below)
+                || (path.starts_with(stored)
+                    && (stored == "/" || path.as_bytes().get(stored.len()) == Some(&b'/')))
+        })
+        .await
+    }
+
+    /// Purges every stored response whose path starts with `prefix` (the admin endpoint).
+    pub async fn purge_prefix(&'static self, prefix: &str) -> usize {
+        self.purge_where(|stored| stored.starts_with(prefix)).await
+    }
+
+    /// Bytes of bodies held.
+    pub fn bytes(&self) -> usize {
+        self.eviction.total_size()
+    }
+
+    /// Responses held.
+    pub fn items(&self) -> usize {
+        self.eviction.total_items()
+    }
+
+    /// Responses evicted for room, since start.
+    pub fn evicted(&self) -> usize {
+        self.eviction.evicted_items()
+    }
+}
+
+/// The cache as the admin listener sees it.
+pub struct CacheAdminHandle(pub &'static EdgeCache);
+
+#[async_trait::async_trait]
+impl CacheAdmin for CacheAdminHandle {
+    async fn purge_prefix(&self, prefix: &str) -> usize {
+        self.0.purge_prefix(prefix).await
+    }
+
+    fn record_gauges(&self, metrics: &Metrics) {
+        metrics.cache_state(self.0.bytes(), self.0.items(), self.0.evicted());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(uri: &str) -> RequestHeader {
+        RequestHeader::build("GET", uri.as_bytes(), None).unwrap()
+    }
+
+    fn response(headers: &[(&str, &str)]) -> ResponseHeader {
+        let mut response = ResponseHeader::build(200, None).unwrap();
+        for (name, value) in headers {
+            response.insert_header(name.to_string(), *value).unwrap();
+        }
+        response
+    }
+
+    #[test]
+    fn parameter_order_does_not_split_entries() {
+        assert_eq!(
+            primary_key(&request("/api/products?b=2&a=1")),
+            primary_key(&request("/api/products?a=1&b=2"))
+        );
+        assert_ne!(
+            primary_key(&request("/api/products?a=1")),
+            primary_key(&request("/api/products?a=2"))
+        );
+        assert_eq!(
+            primary_key(&request("/api/products?&")),
+            "GET /api/products"
+        );
+    }
+
+    fn route(ttl: Option<u64>) -> RouteCache {
+        RouteCache {
+            default_ttl: ttl.map(std::time::Duration::from_secs),
+            max_object_bytes: 1024,
+        }
+    }
+
+    #[test]
+    fn what_is_stored() {
+        let cache = EdgeCache::new(&CacheConfig::default());
+        let stored = |headers: &[(&str, &str)], ttl, credentials| {
+            cache
+                .cacheable(&response(headers), &route(ttl), credentials, 0)
+                .is_cacheable()
+        };
+        assert!(stored(
+            &[("cache-control", "public, max-age=60")],
+            None,
+            false
+        ));
+        assert!(stored(
+            &[("cache-control", "public, max-age=60")],
+            None,
+            true
+        ));
+        assert!(stored(&[("cache-control", "max-age=60")], None, false));
+        assert!(
+            !stored(&[("cache-control", "max-age=60")], None, true),
+            "credentials"
+        );
+        assert!(!stored(
+            &[("cache-control", "private, max-age=60")],
+            Some(60),
+            false
+        ));
+        assert!(!stored(&[("cache-control", "no-store")], Some(60), false));
+        assert!(!stored(
+            &[("cache-control", "public, max-age=60"), ("vary", "*")],
+            None,
+            false
+        ));
+        assert!(!stored(&[], None, false), "no freshness, no default");
+        assert!(stored(&[], Some(30), false), "the route's default TTL");
+        assert!(!stored(&[], Some(30), true));
+        // A purge since the request began: passed on, not stored.
+        let fresh = response(&[("cache-control", "public, max-age=60")]);
+        assert!(!cache
+            .cacheable(&fresh, &route(None), false, 1)
+            .is_cacheable());
+    }
+
+    #[test]
+    fn cache_status_says_what_happened() {
+        assert_eq!(Outcome::Hit.cache_status(None), "edge-proxy; hit");
+        assert_eq!(
+            Outcome::Miss.cache_status(None),
+            "edge-proxy; fwd=miss; stored"
+        );
+        assert_eq!(
+            Outcome::Stale.cache_status(None),
+            "edge-proxy; hit; detail=stale"
+        );
+    }
+}
