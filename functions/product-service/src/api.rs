@@ -23,11 +23,26 @@ use crate::store::ProductStore;
 pub struct App {
     store: Arc<dyn ProductStore>,
     cursors: CursorCodec,
+    /// Seconds a shared cache may serve a product read without asking (0: not shared).
+    max_age: u32,
 }
+
+/// How long product reads stay fresh in a shared cache unless `PRODUCT_CACHE_MAX_AGE` says.
+pub const DEFAULT_MAX_AGE: u32 = 5;
 
 impl App {
     pub fn new(store: Arc<dyn ProductStore>, cursors: CursorCodec) -> Self {
-        App { store, cursors }
+        App {
+            store,
+            cursors,
+            max_age: DEFAULT_MAX_AGE,
+        }
+    }
+
+    /// Product reads shareable for `seconds` (0: every response private).
+    pub fn with_max_age(mut self, seconds: u32) -> Self {
+        self.max_age = seconds;
+        self
     }
 
     async fn dispatch(&self, request: Request) -> Result<Response<Body>, ApiError> {
@@ -182,6 +197,13 @@ impl App {
 #[async_trait::async_trait]
 impl Handler for App {
     async fn route(&self, request: Request) -> Result<Response<Body>, ApiError> {
-        self.dispatch(request).await
+        let read = request.method() == Method::GET;
+        let mut response = self.dispatch(request).await?;
+        // Products read the same for every caller: the edge cache may share them. A write
+        // through the edge proxy purges what it holds of the product and the lists.
+        if read && response.status() == StatusCode::OK && self.max_age > 0 {
+            service_core::http::shared_read(&mut response, self.max_age);
+        }
+        Ok(response)
     }
 }

@@ -442,3 +442,43 @@ async fn paging_with_and_without_category() {
     let bad_category = call(&app, Method::GET, "/products?category=a%2Fb", None).await;
     assert_eq!(bad_category.status(), 400);
 }
+
+#[tokio::test]
+async fn reads_are_shareable_by_the_edge_cache_and_nothing_else_is() {
+    let shared = app().with_max_age(30);
+    let app = &shared;
+    let product = create(app, product_body("CACHE-1", 2)).await;
+    let id = product["id"].as_str().unwrap();
+    let control = "public, max-age=30, stale-while-revalidate=30, stale-if-error=300";
+    let item = call(app, Method::GET, &format!("/products/{id}"), None).await;
+    assert_eq!(item.headers()["cache-control"], control);
+    assert_eq!(
+        item.headers()["etag"],
+        "\"1\"",
+        "the item keeps its version tag"
+    );
+    let list = call(app, Method::GET, "/products?limit=1", None).await;
+    assert_eq!(list.headers()["cache-control"], control);
+    let tag = list.headers()["etag"].to_str().unwrap().to_string();
+    assert!(tag.starts_with("\"b-") && tag.len() == 20, "{tag}");
+    let again = call(app, Method::GET, "/products?limit=1", None).await;
+    assert_eq!(
+        again.headers()["etag"],
+        tag.as_str(),
+        "the same body, the same tag"
+    );
+    // Writes, misses and errors are for their caller only.
+    let patch = json!({"name": "Lamp"});
+    let headers = [("if-match", "\"1\"")];
+    let uri = format!("/products/{id}");
+    let updated = app
+        .handle(request(Method::PATCH, &uri, Some(patch), &headers))
+        .await;
+    assert_eq!(updated.headers()["cache-control"], "private, no-store");
+    let missing = call(app, Method::GET, "/products/nope", None).await;
+    assert_eq!(missing.headers()["cache-control"], "private, no-store");
+    // Off: nothing shared.
+    let off = self::app().with_max_age(0);
+    let list = call(&off, Method::GET, "/products", None).await;
+    assert_eq!(list.headers()["cache-control"], "private, no-store");
+}

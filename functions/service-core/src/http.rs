@@ -88,6 +88,12 @@ where
             }
         };
         let mut response = outcome.unwrap_or_else(crate::ApiError::into_response);
+        // Nothing is shared by a cache unless its handler says so (see `shared_read`).
+        if !response.headers().contains_key(header::CACHE_CONTROL) {
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static(PRIVATE));
+        }
         if head {
             // The length GET would have sent, as HTTP asks of a HEAD response.
             let length = match response.body() {
@@ -145,6 +151,30 @@ pub fn no_content() -> Response<Body> {
 }
 
 /// The strong entity tag for a version: `"7"`.
+/// `Cache-Control` of every response no handler marked shareable: for its caller only, and
+/// not stored anywhere.
+pub const PRIVATE: &str = "private, no-store";
+
+/// Marks a successful read every caller sees alike as shareable: fresh for `max_age` seconds,
+/// then usable as long again while a cache asks anew (stale-while-revalidate) and for five
+/// minutes while this function fails (stale-if-error); with an `ETag` from its body when it
+/// has none (list pages), so a cache can answer `If-None-Match`.
+pub fn shared_read(response: &mut Response<Body>, max_age: u32) {
+    let control =
+        format!("public, max-age={max_age}, stale-while-revalidate={max_age}, stale-if-error=300");
+    if let Ok(value) = HeaderValue::from_str(&control) {
+        response.headers_mut().insert(header::CACHE_CONTROL, value);
+    }
+    if !response.headers().contains_key(header::ETAG) {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(response.body().as_ref());
+        let tag = format!("\"b-{}\"", hex::encode(&digest[..8]));
+        if let Ok(value) = HeaderValue::from_str(&tag) {
+            response.headers_mut().insert(header::ETAG, value);
+        }
+    }
+}
+
 pub fn etag(version: u64) -> String {
     format!("\"{version}\"")
 }

@@ -459,3 +459,16 @@ async fn bad_paging_parameters_are_400() {
         );
     }
 }
+
+#[tokio::test]
+async fn user_data_is_never_shared_by_a_cache() {
+    let (app, _) = app();
+    let created = create(&app, "Ada", "ada@example.com").await;
+    assert_eq!(created.headers()["cache-control"], "private, no-store");
+    let location = created.headers()["location"].to_str().unwrap().to_string();
+    let read = app.handle(request(Method::GET, &location, None, &[])).await;
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.headers()["cache-control"], "private, no-store");
+    let list = app.handle(request(Method::GET, "/users", None, &[])).await;
+    assert_eq!(list.headers()["cache-control"], "private, no-store");
+}
