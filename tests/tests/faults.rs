@@ -94,9 +94,11 @@ impl Drop for Resume {
 /// same database.
 async fn answers_while_down(client: &reqwest::Client, state: &str) {
     let body = json!({"name": "Fault", "email": format!("{}@example.com", unique("f"))});
+    // A query no read had before: a miss in the edge cache, so the function answers.
+    let read = format!("/api/products?limit=1&probe={}", unique("p"));
     for (method, path, body) in [
         (Method::POST, "/api/users", Some(&body)),
-        (Method::GET, "/api/products?limit=1", None),
+        (Method::GET, read.as_str(), None),
     ] {
         let request_id = unique("fault-");
         let started = Instant::now();
@@ -186,10 +188,11 @@ async fn fault_dynamodb_stops_and_comes_back() {
 async fn serves_from(client: &reqwest::Client, path: &str, instance: &str) -> bool {
     for _ in 0..200 {
         let request_id = unique("probe-");
+        // A new query each time: an edge-cache miss, so an instance answers.
         let response = send(
             client,
             Method::GET,
-            path,
+            &format!("{path}?probe={request_id}"),
             None,
             &[("x-request-id", &request_id)],
         )
@@ -256,12 +259,14 @@ async fn fault_instance_killed_under_load() {
             for i in 0..60 {
                 let after_kill = killed.load(Ordering::SeqCst);
                 let user = json!({"name": "Load", "email": format!("{}@example.com", unique("l"))});
+                let request_id = unique("load-");
+                // Reads with a new query each: edge-cache misses, so they reach an instance.
+                let read = format!("{product_path}?load={request_id}");
                 let (method, path, body) = if i % 4 == 3 {
                     (Method::POST, "/api/users", Some(&user))
                 } else {
-                    (Method::GET, product_path.as_str(), None)
+                    (Method::GET, read.as_str(), None)
                 };
-                let request_id = unique("load-");
                 let (status, body) = status_json(
                     send(
                         &client,
