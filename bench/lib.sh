@@ -79,6 +79,12 @@ start_upstreams() {
         listen 127.0.0.1:18081;
         listen 127.0.0.1:18087;
         location / { default_type application/json; return 200 '{"id":"bench","ok":true}'; }
+        # The cached-read rows: the same body, cacheable by a shared cache for an hour.
+        location /api/cached {
+            default_type application/json;
+            add_header Cache-Control "public, max-age=3600";
+            return 200 '{"id":"bench","ok":true}';
+        }
     }
 }
 CONF
@@ -104,6 +110,26 @@ CONF
     echo $!
 }
 
+# nginx's proxy_cache in front of the same upstream: the cached-read row to beat.
+start_nginx_cache() {
+    mkdir -p "$WORK/nc/cache"
+    { nginx_head "$WORK/nc"; cat <<CONF
+    upstream up { server 127.0.0.1:18081; keepalive 64; }
+    proxy_cache_path $WORK/nc/cache keys_zone=edge:10m max_size=64m;
+    server {
+        listen 127.0.0.1:18100;
+        location / {
+            proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";
+            proxy_cache edge; proxy_cache_lock on;
+        }
+    }
+}
+CONF
+    } >"$WORK/nc/nginx.conf"
+    taskset -c 0 nginx -p "$WORK/nc" -c "$WORK/nc/nginx.conf" -g 'daemon off;' >/dev/null 2>&1 &
+    echo $!
+}
+
 start_haproxy() {
     cat >"$WORK/haproxy.cfg" <<CONF
 global
@@ -126,8 +152,12 @@ CONF
     echo $!
 }
 
-edge_config() { # name listen admin routing|full|global
+edge_config() { # name listen admin routing|full|global|cached
     local auth="" limit="" route_auth="" second="" extra=""
+    if [ "$4" = cached ]; then
+        # Routing only, with the route's GETs served from the edge cache.
+        route_auth=$'cache = {}'
+    fi
     if [ "$4" = full ] || [ "$4" = global ]; then
         auth=$'[auth]\n[[auth.api-keys]]\nconsumer = "bench"\nkey-sha256 = "0fc44cf1dc0c85f7811e9f7fd516a92ea1f30e017687ad81c57b32674df898c3"\nscopes = ["bench"]'
         limit=$'[rate-limit]\nrequests-per-second = 1000000\nburst = 1000000'

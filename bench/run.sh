@@ -93,6 +93,15 @@ row "edge-proxy, everything on, global limit (Redis)" "$(run_wrk http://127.0.0.
 stop_pid "$pid"; stop_pid "$redis_pid"
 [ -n "$COMPARE_BIN" ] && edge_rows "$COMPARE_BIN" " ($COMPARE_REF)"
 
+# Cached reads: every request after the first answered from the proxy's own cache, the
+# upstream saying `Cache-Control: public, max-age=3600`.
+pid=$(start_nginx_cache); wait_port 18100
+curl -s -o /dev/null http://127.0.0.1:18100/api/cached
+row "nginx, proxy_cache (cached read)" "$(run_wrk http://127.0.0.1:18100/api/cached "$pid")"; stop_pid "$pid"
+pid=$(start_edge cached 18101 18102 cached); wait_port 18101
+curl -s -o /dev/null http://127.0.0.1:18101/api/cached
+row "edge-proxy, edge cache (cached read)" "$(run_wrk http://127.0.0.1:18101/api/cached "$pid")"; stop_pid "$pid"
+
 log "heap allocations per request (counting build)"
 ALLOC_BARE=$(count_allocations bare 18090 18091)
 ALLOC_ROUTING=$(count_allocations routing 18088 18098)

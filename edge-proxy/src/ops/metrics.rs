@@ -364,6 +364,8 @@ impl Metrics {
             route: route.to_string(),
             requests: self.requests.clone(),
             counters: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
+            cache_requests: self.cache_requests.clone(),
+            cache: std::array::from_fn(|_| OnceLock::new()),
             seconds: self.request_seconds.with_label_values(&[route]),
             upstream_seconds: self.upstream_seconds.with_label_values(&[service]),
         }
@@ -437,13 +439,6 @@ impl Metrics {
     pub fn dns_resolution(&self, service: &str, ok: bool) {
         self.dns_resolutions
             .with_label_values(&[service, if ok { "success" } else { "failure" }])
-            .inc();
-    }
-
-    /// One request on a cached route and what the cache did (`hit`, `miss`, ...).
-    pub fn cache_request(&self, route: &str, outcome: &str) {
-        self.cache_requests
-            .with_label_values(&[route, outcome])
             .inc();
     }
 
@@ -523,6 +518,9 @@ pub struct RouteMetrics {
     route: String,
     requests: IntCounterVec,
     counters: [[OnceLock<IntCounter>; 6]; 8],
+    cache_requests: IntCounterVec,
+    /// `edge_cache_requests_total` of this route, by outcome index, resolved on first use.
+    cache: [OnceLock<IntCounter>; 8],
     seconds: Histogram,
     upstream_seconds: Histogram,
 }
@@ -538,6 +536,18 @@ impl RouteMetrics {
             })
             .inc();
         self.seconds.observe(seconds);
+    }
+
+    /// One request on this route and what the edge cache did: `outcome` is its label, `index`
+    /// its place in a fixed list of at most 8 (the series is looked up once).
+    pub fn cache(&self, index: usize, outcome: &str) {
+        if let Some(cell) = self.cache.get(index) {
+            cell.get_or_init(|| {
+                self.cache_requests
+                    .with_label_values(&[self.route.as_str(), outcome])
+            })
+            .inc();
+        }
     }
 
     /// Time spent on an upstream attempt of this route's service.

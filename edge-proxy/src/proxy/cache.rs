@@ -85,7 +85,12 @@ impl Outcome {
         }
     }
 
-    /// Every outcome, for metric series that exist from the start.
+    /// Its place in [`Outcome::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Every outcome, in declaration order.
     pub const ALL: [Outcome; 7] = [
         Outcome::Hit,
         Outcome::Stale,
@@ -424,6 +429,13 @@ mod tests {
         assert!(!cache
             .cacheable(&fresh, &route(None), false, 1)
             .is_cacheable());
+    }
+
+    #[test]
+    fn outcomes_index_their_list() {
+        for (i, outcome) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(outcome.index(), i, "{outcome:?}");
+        }
     }
 
     #[test]

@@ -668,8 +668,7 @@ impl ProxyHttp for EdgeProxy {
                 .request("-", request.method.as_str(), status, latency),
         }
         if let (Some(outcome), Some(target)) = (ctx.cache, &ctx.route) {
-            self.metrics
-                .cache_request(&target.route.prefix, outcome.as_str());
+            target.metrics.cache(outcome.index(), outcome.as_str());
         }
         if let Some(trace) = ctx.trace.as_mut() {
             let route = ctx.route.as_ref().map(|r| r.route.prefix.as_str());
