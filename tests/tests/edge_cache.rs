@@ -62,7 +62,11 @@ async fn reads_come_from_the_cache_and_no_write_leaves_them_stale() {
 
     // Created: the cached (empty) list is gone.
     let (_, listed, _) = read(&list).await;
-    assert_eq!(ids(&listed), std::slice::from_ref(&id), "the list after a create");
+    assert_eq!(
+        ids(&listed),
+        std::slice::from_ref(&id),
+        "the list after a create"
+    );
     let (status, _, miss) = read(&item).await;
     assert_eq!(status, 200);
     assert!(miss.contains("fwd=miss"), "{miss}");

@@ -4,7 +4,8 @@
 //! is only what pingora-cache leaves to the proxy: the key (method, path, normalised query),
 //! `Vary`, which responses are stored (a route's default TTL when the origin gives none), the
 //! `Cache-Status` header (RFC 9211), and purging, which needs an index of stored keys by path
-//! (the storage is a hash table with no way to list its keys).
+//! (the storage is a hash table with no way to list its keys). The index is kept in step with
+//! the LRU (what it evicts leaves the index), so it never holds more than the cache does.
 //!
 //! Everything here lives for the process (pingora-cache wants `'static` parts), built once at
 //! start; `[cache]` changes need a restart. Routes turn caching on and off on reload.
@@ -22,8 +23,8 @@ use pingora::cache::key::{CompactCacheKey, HashBinary};
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::trace::Span as CacheSpan;
 use pingora::cache::{
-    CacheEntryKeyRef, CacheKey, CacheMeta, CacheMetaDefaults, CachePhase, MemCache, NoCacheReason,
-    PurgeTarget, PurgeType, RespCacheable, Storage, VarianceBuilder,
+    CacheEntryKey, CacheEntryKeyRef, CacheKey, CacheMeta, CacheMetaDefaults, CachePhase, MemCache,
+    NoCacheReason, PurgeTarget, PurgeType, RespCacheable, Storage, VarianceBuilder,
 };
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
@@ -44,10 +45,8 @@ const HEURISTIC: [u16; 10] = [200, 203, 204, 300, 301, 404, 405, 410, 414, 501];
 
 pub struct EdgeCache {
     storage: &'static MemCache,
-    eviction: &'static simple_lru::Manager,
+    eviction: &'static Tracked,
     lock: &'static CacheKeyLockImpl,
-    /// Stored keys by request path, for purges.
-    index: Mutex<HashMap<String, HashSet<CompactCacheKey>>>,
     /// Bumped by every purge: a response fetched across one is passed on, not stored (it may
     /// predate the write that caused the purge).
     epoch: AtomicU64,
@@ -180,9 +179,11 @@ impl EdgeCache {
     pub fn new(config: &CacheConfig) -> &'static EdgeCache {
         let cache = EdgeCache {
             storage: Box::leak(Box::new(MemCache::new())),
-            eviction: Box::leak(Box::new(simple_lru::Manager::new(config.memory_bytes))),
+            eviction: Box::leak(Box::new(Tracked {
+                lru: simple_lru::Manager::new(config.memory_bytes),
+                index: Mutex::default(),
+            })),
             lock: Box::leak(CacheLock::new_boxed(config.lock_timeout)),
-            index: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
         };
         Box::leak(Box::new(cache))
@@ -266,22 +267,13 @@ impl EdgeCache {
 
     /// Notes a key being stored, so a purge of its path finds it.
     pub fn remember(&self, path: &str, key: CompactCacheKey) {
-        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
-        index.entry(path.to_string()).or_default().insert(key);
+        self.eviction.index().remember(path, key);
     }
 
     /// Purges every stored response whose path `matches`; returns how many were found.
     async fn purge_where(&'static self, matches: impl Fn(&str) -> bool) -> usize {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        let keys: Vec<CompactCacheKey> = {
-            let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
-            let paths: Vec<String> = index.keys().filter(|p| matches(p)).cloned().collect();
-            paths
-                .iter()
-                .filter_map(|path| index.remove(path))
-                .flatten()
-                .collect()
-        };
+        let keys = self.eviction.index().take(matches);
         let span = CacheSpan::inactive().handle();
         let mut purged = 0;
         for key in &keys {
@@ -320,17 +312,148 @@ impl EdgeCache {
 
     /// Bytes of bodies held.
     pub fn bytes(&self) -> usize {
-        self.eviction.total_size()
+        self.eviction.lru.total_size()
     }
 
     /// Responses held.
     pub fn items(&self) -> usize {
-        self.eviction.total_items()
+        self.eviction.lru.total_items()
     }
 
     /// Responses evicted for room, since start.
     pub fn evicted(&self) -> usize {
-        self.eviction.evicted_items()
+        self.eviction.lru.evicted_items()
+    }
+}
+
+/// Stored keys by request path (for purges), and each key's path (for evictions).
+#[derive(Default)]
+struct Index {
+    by_path: HashMap<String, HashSet<CompactCacheKey>>,
+    path_of: HashMap<CompactCacheKey, String>,
+}
+
+impl Index {
+    fn remember(&mut self, path: &str, key: CompactCacheKey) {
+        self.forget(&key);
+        self.by_path
+            .entry(path.to_string())
+            .or_default()
+            .insert(key.clone());
+        self.path_of.insert(key, path.to_string());
+    }
+
+    fn forget(&mut self, key: &CompactCacheKey) {
+        if let Some(path) = self.path_of.remove(key) {
+            if let Some(keys) = self.by_path.get_mut(&path) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.by_path.remove(&path);
+                }
+            }
+        }
+    }
+
+    /// Removes and returns the keys of every path that `matches`.
+    fn take(&mut self, matches: impl Fn(&str) -> bool) -> Vec<CompactCacheKey> {
+        let paths: Vec<String> = self
+            .by_path
+            .keys()
+            .filter(|p| matches(p))
+            .cloned()
+            .collect();
+        let mut keys = Vec::new();
+        for path in paths {
+            for key in self.by_path.remove(&path).unwrap_or_default() {
+                self.path_of.remove(&key);
+                keys.push(key);
+            }
+        }
+        keys
+    }
+}
+
+/// pingora-cache's LRU, with the purge index kept in step: a key it evicts (or is told to
+/// remove) leaves the index, so the index is bounded by what the cache holds.
+struct Tracked {
+    lru: simple_lru::Manager,
+    index: Mutex<Index>,
+}
+
+impl Tracked {
+    fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn forget_all(&self, evicted: &[CacheEntryKey]) {
+        if !evicted.is_empty() {
+            let mut index = self.index();
+            for entry in evicted {
+                index.forget(entry.key());
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EvictionManager for Tracked {
+    fn total_size(&self) -> usize {
+        self.lru.total_size()
+    }
+
+    fn total_items(&self) -> usize {
+        self.lru.total_items()
+    }
+
+    fn evicted_size(&self) -> usize {
+        self.lru.evicted_size()
+    }
+
+    fn evicted_items(&self) -> usize {
+        self.lru.evicted_items()
+    }
+
+    fn admit(
+        &self,
+        item: CacheEntryKey,
+        size: usize,
+        fresh_until: SystemTime,
+    ) -> Vec<CacheEntryKey> {
+        let evicted = self.lru.admit(item, size, fresh_until);
+        self.forget_all(&evicted);
+        evicted
+    }
+
+    fn increment_weight(
+        &self,
+        item: &CacheEntryKey,
+        delta: usize,
+        max_weight: Option<usize>,
+    ) -> Vec<CacheEntryKey> {
+        let evicted = self.lru.increment_weight(item, delta, max_weight);
+        self.forget_all(&evicted);
+        evicted
+    }
+
+    fn remove(&self, item: CacheEntryKeyRef<'_>) {
+        self.index().forget(item.key());
+        self.lru.remove(item);
+    }
+
+    fn access(&self, item: &CacheEntryKey, size: usize, fresh_until: SystemTime) -> bool {
+        self.lru.access(item, size, fresh_until)
+    }
+
+    fn peek(&self, item: &CacheEntryKey) -> bool {
+        self.lru.peek(item)
+    }
+
+    async fn save(&self, dir_path: &str) -> pingora::Result<()> {
+        self.lru.save(dir_path).await
+    }
+
+    async fn load(&self, dir_path: &str) -> pingora::Result<()> {
+        self.lru.load(dir_path).await
     }
 }
 
@@ -429,6 +552,25 @@ mod tests {
         assert!(!cache
             .cacheable(&fresh, &route(None), false, 1)
             .is_cacheable());
+    }
+
+    #[test]
+    fn the_index_forgets_what_the_lru_evicts() {
+        let tracked = Tracked {
+            lru: simple_lru::Manager::new(100),
+            index: Mutex::default(),
+        };
+        let key = |i: usize| CacheKey::new(format!("GET /p/{i}"), "").to_compact();
+        let fresh = SystemTime::now() + std::time::Duration::from_secs(60);
+        for i in 0..50 {
+            tracked.index().remember(&format!("/p/{i}"), key(i));
+            tracked.admit(CacheEntryKey::key_only(key(i)), 10, fresh);
+        }
+        let index = tracked.index();
+        assert_eq!(tracked.lru.total_items(), 10);
+        assert_eq!(index.path_of.len(), 10, "only what the cache holds");
+        assert_eq!(index.by_path.len(), 10);
+        assert!(index.path_of.contains_key(&key(49)) && !index.path_of.contains_key(&key(0)));
     }
 
     #[test]
