@@ -62,20 +62,26 @@ where
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
         .to_string();
-    let span = crate::telemetry::request_span(
-        request.headers(),
-        request.method().as_str(),
-        request.uri().path(),
-        &request_id,
-        &consumer,
-    );
+    let health_check = Target::of(&request).segments() == ["health"];
+    let span = if health_check {
+        // Liveness probes every few seconds: logged, not traced.
+        crate::telemetry::health_span(&request_id)
+    } else {
+        crate::telemetry::request_span(
+            request.headers(),
+            request.method().as_str(),
+            request.uri().path(),
+            &request_id,
+            &consumer,
+        )
+    };
     let recorded = span.clone();
     let head = request.method() == lambda_http::http::Method::HEAD;
     if head {
         *request.method_mut() = lambda_http::http::Method::GET;
     }
     async move {
-        let outcome = if Target::of(&request).segments() == ["health"] {
+        let outcome = if health_check {
             match request.method() {
                 &Method::GET => Ok(health()),
                 _ => Err(crate::ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
