@@ -7,7 +7,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use e2e::{client, send, status_json, unique};
+use e2e::{access_log, client, send, status_json, unique};
 
 /// GET `path`: status, body and `Cache-Status`.
 async fn read(path: &str) -> (u16, Value, String) {
@@ -73,6 +73,19 @@ async fn reads_come_from_the_cache_and_no_write_leaves_them_stale() {
     let (_, cached, hit) = read(&item).await;
     assert!(hit.contains("; hit"), "the second read is a hit: {hit}");
     assert_eq!(cached["name"], "Lamp");
+    // The access log says so too.
+    let request_id = unique("hit-");
+    send(
+        &client(),
+        Method::GET,
+        &item,
+        None,
+        &[("x-request-id", &request_id)],
+    )
+    .await;
+    let line = access_log(&request_id).await.expect("an access line");
+    assert_eq!(line["cache"], "hit", "{line}");
+    assert_eq!(line["upstream"], "-", "a hit goes nowhere: {line}");
 
     // PATCH: the next read has the new name.
     let (status, patched) = write(
