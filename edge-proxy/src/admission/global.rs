@@ -6,7 +6,8 @@
 //!
 //! **Leases.** A replica takes up to `lease` tokens of a key in one call and spends them locally
 //! for at most `lease-ms`. The first ask for a key is one token and each further ask doubles
-//! while the key keeps coming back within the lease time, so a quiet key never holds tokens it
+//! while the key keeps coming back within the lease time (requests that find no token while
+//! such an ask is in flight ask for one each), so a quiet key never holds tokens it
 //! does not use. A refusal from Redis is remembered until its `Retry-After`, so a client being
 //! refused does not cost a call per request either.
 //!
@@ -235,6 +236,8 @@ pub struct MemoryStore {
     /// While set, every call fails (a store that is down).
     pub down: std::sync::atomic::AtomicBool,
     pub calls: std::sync::atomic::AtomicUsize,
+    /// Tokens granted, over every call.
+    pub granted: std::sync::atomic::AtomicUsize,
 }
 
 impl MemoryStore {
@@ -245,6 +248,7 @@ impl MemoryStore {
             clock,
             down: Default::default(),
             calls: Default::default(),
+            granted: Default::default(),
         }
     }
 }
@@ -254,6 +258,8 @@ impl TokenStore for MemoryStore {
     async fn take(&self, key: &str, policy: &RatePolicy, want: u32) -> Result<Grant, StoreError> {
         use std::sync::atomic::Ordering;
         self.calls.fetch_add(1, Ordering::SeqCst);
+        // A network store answers later: let concurrent callers overlap, as they would.
+        tokio::task::yield_now().await;
         if self.down.load(Ordering::SeqCst) {
             return Err(StoreError::NotConnected);
         }
@@ -268,6 +274,7 @@ impl TokenStore for MemoryStore {
         let tat = buckets.get(key).copied().unwrap_or(0);
         let (next, reply) = gcra_take(tat, now, interval, tolerance, want);
         buckets.insert(key.to_string(), next);
+        self.granted.fetch_add(reply[0] as usize, Ordering::SeqCst);
         grant(&reply, Duration::from_nanos(1))
     }
 }
@@ -289,6 +296,9 @@ struct Lease {
     expires: Instant,
     /// The next ask (doubles while the key keeps coming back).
     next_ask: u32,
+    /// An ask of `next_ask` tokens is in flight: requests that find no token meanwhile ask for
+    /// one each, so concurrent requests do not each take a whole lease (and strand it).
+    asking: bool,
     /// The store refused: refuse locally until then.
     limited_until: Option<Instant>,
 }
@@ -393,7 +403,12 @@ impl GlobalLimiter {
                             ),
                         });
                     }
-                    lease.next_ask
+                    if lease.asking {
+                        1
+                    } else {
+                        lease.asking = true;
+                        lease.next_ask
+                    }
                 }
                 _ => 1,
             }
@@ -434,6 +449,7 @@ impl GlobalLimiter {
                 ask.saturating_mul(2).min(self.lease_max)
             },
             limited_until: refused.then(|| now + grant.retry_after),
+            asking: false,
         };
         self.keep(id, lease, now);
         Some(if refused {
@@ -625,6 +641,25 @@ mod tests {
         // Asks of 1, 2, 4, 8, 16, 16, ... tokens: 31 tokens in 5 calls, then one call per 16.
         let calls = store.calls.load(Ordering::SeqCst);
         assert!(calls <= 10, "{calls} calls for 100 requests");
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_do_not_each_take_a_whole_lease() {
+        let (_, store, replicas) = fleet(10, 1000);
+        let policy = policy(1.0, 1000, StoreFailure::Open);
+        // Sequential requests grow the ask to the whole lease (1, 2, 4, 8, 10).
+        for _ in 0..25 {
+            assert!(admitted(replicas[0].check(&policy, "dana").await));
+        }
+        let before = store.granted.load(Ordering::SeqCst);
+        // Fifty at once, each finding no token left.
+        let decisions =
+            futures_util::future::join_all((0..50).map(|_| replicas[0].check(&policy, "dana")))
+                .await;
+        assert!(decisions.into_iter().all(admitted));
+        let taken = store.granted.load(Ordering::SeqCst) - before;
+        // One whole lease and one token for each of the others, not fifty leases.
+        assert!(taken <= 50 + 10, "{taken} tokens taken for 50 requests");
     }
 
     #[tokio::test]
