@@ -101,6 +101,11 @@ row "nginx, proxy_cache (cached read)" "$(run_wrk http://127.0.0.1:18100/api/cac
 pid=$(start_edge cached 18101 18102 cached); wait_port 18101
 curl -s -o /dev/null http://127.0.0.1:18101/api/cached
 row "edge-proxy, edge cache (cached read)" "$(run_wrk http://127.0.0.1:18101/api/cached "$pid")"; stop_pid "$pid"
+if [ -n "$COMPARE_BIN" ]; then
+    pid=$(EDGE_BIN=$COMPARE_BIN start_edge cached 18101 18102 cached); wait_port 18101
+    curl -s -o /dev/null http://127.0.0.1:18101/api/cached
+    row "edge-proxy ($COMPARE_REF), edge cache (cached read)" "$(run_wrk http://127.0.0.1:18101/api/cached "$pid")"; stop_pid "$pid"
+fi
 
 log "heap allocations per request (counting build)"
 ALLOC_BARE=$(count_allocations bare 18090 18091)

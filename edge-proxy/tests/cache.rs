@@ -341,3 +341,19 @@ async fn the_admin_endpoint_purges_by_prefix() {
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vary_headers_are_part_of_the_key() {
+    // The stub's Cache-Control line carries a second header: `Vary: x-variant`.
+    let control = "public, max-age=60\r\nvary: x-variant";
+    let stub = Stub::start("svc", Behaviour::Cached(control, Duration::ZERO)).await;
+    let proxy = start_proxy(&config(&stub.url(), ""), None).await;
+    let a = send(&proxy, "GET", "/api/products/7", &[("x-variant", "a")]).await;
+    let b = send(&proxy, "GET", "/api/products/7", &[("x-variant", "b")]).await;
+    assert!(b.cache_status.contains("fwd=miss"), "{}", b.cache_status);
+    assert_eq!(stub.count(), 2, "another variant, another entry");
+    let again = send(&proxy, "GET", "/api/products/7", &[("x-variant", "a")]).await;
+    assert!(again.cache_status.contains("hit"), "{}", again.cache_status);
+    assert_eq!(again.body, a.body);
+    assert_eq!(stub.count(), 2);
+}

@@ -1,4 +1,4 @@
-//! The edge cache, on pingora-cache: its in-memory storage (`MemCache`) under one LRU byte
+//! The edge cache, on pingora-cache: an in-memory storage ([`store`]) under one LRU byte
 //! budget (`simple_lru`), its cache lock (concurrent misses for a key wait for one upstream
 //! fetch), its RFC 9111 freshness and stale-serving rules, its `Age` and `304`s. Written here
 //! is only what pingora-cache leaves to the proxy: the key (method, path, normalised query),
@@ -23,15 +23,18 @@ use pingora::cache::key::{CompactCacheKey, HashBinary};
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::trace::Span as CacheSpan;
 use pingora::cache::{
-    CacheEntryKey, CacheEntryKeyRef, CacheKey, CacheMeta, CacheMetaDefaults, CachePhase, MemCache,
+    CacheEntryKey, CacheEntryKeyRef, CacheKey, CacheMeta, CacheMetaDefaults, CachePhase,
     NoCacheReason, PurgeTarget, PurgeType, RespCacheable, Storage, VarianceBuilder,
 };
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 
+mod store;
+
 use crate::config::{CacheConfig, RouteCache};
 use crate::ops::admin::CacheAdmin;
 use crate::ops::metrics::Metrics;
+use store::ParsedStore;
 
 /// The name this cache goes by in `Cache-Status`.
 const NAME: &str = "edge-proxy";
@@ -44,7 +47,7 @@ const NO_DEFAULTS: CacheMetaDefaults = CacheMetaDefaults::new(|_| None, 0, 0);
 const HEURISTIC: [u16; 10] = [200, 203, 204, 300, 301, 404, 405, 410, 414, 501];
 
 pub struct EdgeCache {
-    storage: &'static MemCache,
+    storage: &'static ParsedStore,
     eviction: &'static Tracked,
     lock: &'static CacheKeyLockImpl,
     /// Bumped by every purge: a response fetched across one is passed on, not stored (it may
@@ -178,7 +181,7 @@ impl EdgeCache {
     /// The cache, for the rest of the process.
     pub fn new(config: &CacheConfig) -> &'static EdgeCache {
         let cache = EdgeCache {
-            storage: Box::leak(Box::new(MemCache::new())),
+            storage: Box::leak(Box::default()),
             eviction: Box::leak(Box::new(Tracked {
                 lru: simple_lru::Manager::new(config.memory_bytes),
                 index: Mutex::default(),
