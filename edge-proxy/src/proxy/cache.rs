@@ -10,7 +10,7 @@
 //! Everything here lives for the process (pingora-cache wants `'static` parts), built once at
 //! start; `[cache]` changes need a restart. Routes turn caching on and off on reload.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -273,10 +273,15 @@ impl EdgeCache {
         self.eviction.index().remember(path, key);
     }
 
-    /// Purges every stored response whose path `matches`; returns how many were found.
-    async fn purge_where(&'static self, matches: impl Fn(&str) -> bool) -> usize {
+    /// Purges every stored response of the paths `select` picks from the index; returns how
+    /// many were found.
+    async fn purge_paths(&'static self, select: impl FnOnce(&Index) -> Vec<String>) -> usize {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        let keys = self.eviction.index().take(matches);
+        let keys = {
+            let mut index = self.eviction.index();
+            let paths = select(&index);
+            index.take(paths)
+        };
         let span = CacheSpan::inactive().handle();
         let mut purged = 0;
         for key in &keys {
@@ -285,6 +290,7 @@ impl EdgeCache {
                 .purge(PurgeTarget::Active(key), PurgeType::Invalidation, &span)
                 .await;
             self.eviction
+                .lru
                 .remove(CacheEntryKeyRef::from_entry_id(key, None));
             if matches!(outcome, Ok(pingora::cache::PurgeOutcome::Purged(_))) {
                 purged += 1;
@@ -295,22 +301,27 @@ impl EdgeCache {
 
     /// After a successful write to `path`: purges it, what lies under it, and every path above
     /// it (a write to `/api/products/7/reservations` changes `/api/products/7` and the
-    /// `/api/products` lists). Runs before the write's response is sent.
+    /// `/api/products` lists). Runs before the write's response is sent; looks up only those
+    /// paths, whatever the size of the cache.
     pub async fn purge_for_write(&'static self, path: &str) -> usize {
         let path = path.trim_end_matches('/');
-        let below = format!("{path}/");
-        self.purge_where(|stored| {
-            stored == path
-                || stored.starts_with(&below)
-                || (path.starts_with(stored)
-                    && (stored == "/" || path.as_bytes().get(stored.len()) == Some(&b'/')))
+        self.purge_paths(|index| {
+            let mut paths = index.under(&format!("{path}/"));
+            paths.push("/".to_string());
+            paths.extend(
+                path.match_indices('/')
+                    .filter(|(at, _)| *at > 0)
+                    .map(|(at, _)| path[..at].to_string()),
+            );
+            paths.push(path.to_string());
+            paths
         })
         .await
     }
 
     /// Purges every stored response whose path starts with `prefix` (the admin endpoint).
     pub async fn purge_prefix(&'static self, prefix: &str) -> usize {
-        self.purge_where(|stored| stored.starts_with(prefix)).await
+        self.purge_paths(|index| index.under(prefix)).await
     }
 
     /// Bytes of bodies held.
@@ -332,7 +343,8 @@ impl EdgeCache {
 /// Stored keys by request path (for purges), and each key's path (for evictions).
 #[derive(Default)]
 struct Index {
-    by_path: HashMap<String, HashSet<CompactCacheKey>>,
+    /// Ordered, so a purge finds the paths under a prefix by range.
+    by_path: BTreeMap<String, HashSet<CompactCacheKey>>,
     path_of: HashMap<CompactCacheKey, String>,
 }
 
@@ -357,14 +369,20 @@ impl Index {
         }
     }
 
-    /// Removes and returns the keys of every path that `matches`.
-    fn take(&mut self, matches: impl Fn(&str) -> bool) -> Vec<CompactCacheKey> {
-        let paths: Vec<String> = self
-            .by_path
-            .keys()
-            .filter(|p| matches(p))
-            .cloned()
-            .collect();
+    /// The stored paths starting with `prefix`, found in order (no walk over the whole index).
+    fn under(&self, prefix: &str) -> Vec<String> {
+        self.by_path
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(path, _)| path.starts_with(prefix))
+            .map(|(path, _)| path.clone())
+            .collect()
+    }
+
+    /// Removes and returns the keys stored for `paths` (paths not stored are skipped).
+    fn take(&mut self, paths: Vec<String>) -> Vec<CompactCacheKey> {
         let mut keys = Vec::new();
         for path in paths {
             for key in self.by_path.remove(&path).unwrap_or_default() {
@@ -574,6 +592,33 @@ mod tests {
         assert_eq!(index.path_of.len(), 10, "only what the cache holds");
         assert_eq!(index.by_path.len(), 10);
         assert!(index.path_of.contains_key(&key(49)) && !index.path_of.contains_key(&key(0)));
+    }
+
+    #[test]
+    fn paths_under_a_prefix_are_found_by_range() {
+        let mut index = Index::default();
+        for (i, path) in [
+            "/api/products",
+            "/api/products/7",
+            "/api/products/7/r/1",
+            "/api/productsx",
+            "/api/users/1",
+        ]
+        .iter()
+        .enumerate()
+        {
+            index.remember(
+                path,
+                CacheKey::new(format!("GET {path} {i}"), "").to_compact(),
+            );
+        }
+        assert_eq!(
+            index.under("/api/products/"),
+            ["/api/products/7", "/api/products/7/r/1"]
+        );
+        assert_eq!(index.under("/api/products").len(), 4);
+        assert_eq!(index.take(index.under("/api/users")).len(), 1);
+        assert!(index.under("/api/users").is_empty());
     }
 
     #[test]
