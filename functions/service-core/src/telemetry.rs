@@ -56,18 +56,16 @@ pub fn init() {
     let service = var("OTEL_SERVICE_NAME")
         .or_else(|| var("AWS_LAMBDA_FUNCTION_NAME"))
         .unwrap_or_else(|| "lambda-function".into());
-    let traces = match endpoint.map(|_| exporting_provider(&service)) {
-        Some(Ok(provider)) => Traces {
+    let exporting = endpoint.and_then(|_| {
+        exporting_provider(&service)
+            .inspect_err(|error| eprintln!("trace export is off: {error}"))
+            .ok()
+    });
+    let traces = match exporting {
+        Some(provider) => Traces {
             provider,
             exporting: true,
         },
-        Some(Err(error)) => {
-            eprintln!("trace export is off: {error}");
-            Traces {
-                provider: local_provider(&service),
-                exporting: false,
-            }
-        }
         None => Traces {
             provider: local_provider(&service),
             exporting: false,
