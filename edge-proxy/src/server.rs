@@ -10,6 +10,7 @@ use pingora::listeners::ListenerConfig;
 use pingora::server::ShutdownWatch;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::ServiceReadyNotifier;
 use tokio::signal::unix::{signal, SignalKind};
 
 use pingora::services::listening::Service;
@@ -284,12 +285,14 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
             signer.is_some(),
         ))
     });
-    if let Some(reloader) = &reloader {
+    // The listeners open only once SIGHUP is handled: a hang-up sent as soon as the port
+    // answers must reload, not end the process (the signal's default action).
+    let hangup_handled = reloader.as_ref().map(|reloader| {
         server.add_service(background_service(
             "config reload on SIGHUP",
             ReloadOnHangup(Arc::clone(reloader)),
-        ));
-    }
+        ))
+    });
 
     let registry = match (registry, &config.registry) {
         (Some(registry), _) => Some(registry),
@@ -333,7 +336,10 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
     service.add_listener(
         ListenerConfig::tcp(config.server.listen.to_string()).l4_buffer(tuning.l4_buffers()),
     );
-    server.add_service(service);
+    let proxy_service = server.add_service(service);
+    if let Some(hangup_handled) = &hangup_handled {
+        proxy_service.add_dependency(hangup_handled);
+    }
     let handle = ProxyHandle {
         metrics,
         pools,
@@ -351,7 +357,10 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
             },
         );
         admin.add_tcp(&admin_listen.to_string());
-        server.add_service(admin);
+        let admin = server.add_service(admin);
+        if let Some(hangup_handled) = &hangup_handled {
+            admin.add_dependency(hangup_handled);
+        }
     }
     Ok((server, handle))
 }
@@ -383,8 +392,15 @@ struct ReloadOnHangup(Arc<Reloader>);
 
 #[async_trait::async_trait]
 impl BackgroundService for ReloadOnHangup {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut hangups = match signal(SignalKind::hangup()) {
+    /// Ready (the listeners may open) once the handler is installed, or has failed to be.
+    async fn start_with_ready_notifier(
+        &self,
+        mut shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
+        let hangups = signal(SignalKind::hangup());
+        ready.notify_ready();
+        let mut hangups = match hangups {
             Ok(hangups) => hangups,
             Err(error) => {
                 tracing::error!(%error, "cannot listen for SIGHUP; POST /reload still reloads");

@@ -407,3 +407,34 @@ async fn the_binary_reloads_on_sighup_and_upgrades_gracefully_losing_nothing() {
     // The new process serves, with the config file as it now is.
     assert_eq!(get(&base, "/api/b/x", "new-key").await, 200);
 }
+
+/// A hang-up sent the moment the port accepts reloads; it never ends the process (the signal's
+/// default action, had the listeners opened before the handler was installed). Racy by nature:
+/// without the ordering, one of the first few starts dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_as_soon_as_the_port_accepts_never_kills_the_binary() {
+    let stub = Stub::start("svc", Behaviour::Ok).await;
+    let dir = TempDir::new();
+    let path = dir.0.join("proxy.toml");
+    for attempt in 0..20 {
+        let (port, admin) = (free_port(), free_port());
+        std::fs::write(&path, config(port, admin, &stub.url(), &["key"], false)).unwrap();
+        let mut proxy = spawn_binary(&path, &dir.0, false);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the proxy binary did not start"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        // Sent directly: spawning kill(1) would give the process a millisecond to finish starting.
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(proxy.0.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(
+            proxy.0.try_wait().unwrap().is_none(),
+            "start {attempt}: SIGHUP ended the process"
+        );
+    }
+}
