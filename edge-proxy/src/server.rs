@@ -24,7 +24,7 @@ use crate::ops::clock::{Clock, SystemClock};
 use crate::ops::metrics::Metrics;
 use crate::ops::otlp;
 use crate::ops::trace::Tracer;
-use crate::proxy::cache::{CacheAdminHandle, EdgeCache};
+use crate::proxy::cache::{self, CacheAdminHandle, EdgeCache};
 use crate::proxy::downstream::EdgeApp;
 use crate::proxy::reload::Reloader;
 use crate::proxy::{EdgeProxy, ProxyState, StateDeps};
@@ -246,6 +246,7 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
     let pools = Pools::new(state.pools());
     // Built even with no cached route, so a reload can turn caching on for one.
     let cache = EdgeCache::new(&config.cache);
+    cache.configure(cache::budgets(&config.routes));
     let traces = &config.tracing;
     let tracer = match otlp::endpoint(traces.endpoint.as_deref(), |name| std::env::var(name).ok()) {
         Some(endpoint) => {
@@ -283,6 +284,7 @@ pub fn build_with(config: &Config, overrides: Overrides) -> Result<(Server, Prox
             pools.clone(),
             deps,
             signer.is_some(),
+            Some(cache),
         ))
     });
     // The listeners open only once SIGHUP is handled: a hang-up sent as soon as the port

@@ -12,6 +12,21 @@ use support::{client, start_proxy, Behaviour, RunningProxy, Stub};
 const PUBLIC: &str = "public, max-age=60";
 
 fn config(upstream: &str, cache: &str) -> String {
+    config_with_routes(
+        upstream,
+        cache,
+        r#"
+        [[routes]]
+        prefix = "/api"
+        service = "svc"
+        auth = "api-key"
+        scopes = ["products"]
+        cache = { default-ttl-seconds = 0 }
+        "#,
+    )
+}
+
+fn config_with_routes(upstream: &str, cache: &str, routes: &str) -> String {
     format!(
         r#"
         [server]
@@ -39,13 +54,7 @@ fn config(upstream: &str, cache: &str) -> String {
         instances = ["{upstream}"]
         [services.svc.health-check]
         enabled = false
-
-        [[routes]]
-        prefix = "/api"
-        service = "svc"
-        auth = "api-key"
-        scopes = ["products"]
-        cache = {{ default-ttl-seconds = 0 }}
+        {routes}
         "#,
         reader = support::key_sha256("reader-key"),
         other = support::key_sha256("other-key"),
@@ -280,9 +289,140 @@ async fn a_full_cache_evicts_instead_of_growing() {
         .send()
         .await
         .unwrap();
-    let held = metric(&proxy, "edge_cache_bytes");
+    let held = metric(&proxy, r#"edge_cache_bytes{route="/api"}"#);
     assert!(held > 0.0 && held <= 4096.0, "{held}");
-    assert!(metric(&proxy, "edge_cache_evictions_total") > 0.0);
+    assert!(metric(&proxy, r#"edge_cache_evictions_total{route="/api"}"#) > 0.0);
+}
+
+/// Two cached routes, `/api/small` with a 4 KiB budget and `/api/big` with the default, and
+/// (on reload) what `small` says `/api/small`'s cache is.
+fn two_routes(upstream: &str, small: &str) -> String {
+    config_with_routes(
+        upstream,
+        "",
+        &format!(
+            r#"
+            [[routes]]
+            prefix = "/api/small"
+            service = "svc"
+            auth = "api-key"
+            {small}
+            [[routes]]
+            prefix = "/api/big"
+            service = "svc"
+            auth = "api-key"
+            cache = {{ default-ttl-seconds = 0 }}
+            "#
+        ),
+    )
+}
+
+async fn is_hit(proxy: &RunningProxy, path: &str) -> bool {
+    get(proxy, path).await.cache_status.contains("; hit")
+}
+
+async fn scrape(proxy: &RunningProxy) {
+    let admin = &proxy.admin;
+    let scraped = client().get(format!("{admin}/metrics")).send().await;
+    assert_eq!(scraped.unwrap().status().as_u16(), 200);
+}
+
+async fn reload(proxy: &RunningProxy, path: &std::path::Path, text: &str) {
+    let port = proxy.base.rsplit(':').next().unwrap();
+    std::fs::write(path, text.replace("{port}", port)).unwrap();
+    let admin = &proxy.admin;
+    let answer = client()
+        .post(format!("{admin}/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.status().as_u16(),
+        200,
+        "{}",
+        answer.text().await.unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_route_has_its_own_budget_and_a_reload_resizing_one_purges_only_it() {
+    let stub = Stub::start("svc", Behaviour::Cached(PUBLIC, Duration::ZERO)).await;
+    let small = "cache = { memory-bytes = 4096 }";
+    let text = two_routes(&stub.url(), small);
+    let dir = std::env::temp_dir().join(format!("cache-budgets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("proxy.toml");
+    let overrides = edge_proxy::server::Overrides {
+        reload_from: Some(file.clone()),
+        ..Default::default()
+    };
+    let proxy = support::start_proxy_with(&text, overrides).await;
+    let admin = proxy.admin.clone();
+    // The admin listener was added by the helper; a reload must keep it.
+    let text = text.replacen(
+        "[server]",
+        &format!(
+            "[server]\nadmin-listen = \"{}\"",
+            admin.trim_start_matches("http://")
+        ),
+        1,
+    );
+
+    get(&proxy, "/api/big/kept").await;
+    assert!(is_hit(&proxy, "/api/big/kept").await);
+    for i in 0..200 {
+        assert_eq!(get(&proxy, &format!("/api/small/{i}")).await.status, 200);
+    }
+    assert!(
+        is_hit(&proxy, "/api/big/kept").await,
+        "filling one route's budget evicted another route's entry"
+    );
+    assert!(is_hit(&proxy, "/api/small/199").await, "the newest stays");
+    assert!(!is_hit(&proxy, "/api/small/0").await, "the oldest went");
+    scrape(&proxy).await;
+    let small_bytes = metric(&proxy, r#"edge_cache_bytes{route="/api/small"}"#);
+    assert!(small_bytes > 0.0 && small_bytes <= 4096.0, "{small_bytes}");
+    assert!(metric(&proxy, r#"edge_cache_evictions_total{route="/api/small"}"#) > 0.0);
+    assert_eq!(
+        metric(&proxy, r#"edge_cache_evictions_total{route="/api/big"}"#),
+        0.0
+    );
+    assert!(metric(&proxy, r#"edge_cache_items{route="/api/big"}"#) >= 1.0);
+
+    // A new budget for /api/small: what it held is purged, /api/big's entry stays.
+    reload(
+        &proxy,
+        &file,
+        &two_routes(&stub.url(), "cache = { memory-bytes = 8192 }").replacen(
+            "[server]",
+            &format!(
+                "[server]\nadmin-listen = \"{}\"",
+                admin.trim_start_matches("http://")
+            ),
+            1,
+        ),
+    )
+    .await;
+    assert!(!is_hit(&proxy, "/api/small/199").await, "resized: purged");
+    assert!(is_hit(&proxy, "/api/small/199").await, "and cached again");
+    assert!(is_hit(&proxy, "/api/big/kept").await, "unchanged: kept");
+    assert!(metric(&proxy, r#"edge_cache_purged_total{trigger="reload"}"#) > 0.0);
+
+    // /api/small no longer cached: not served from the cache, and gone from the gauges;
+    // cached again later, it starts empty (nothing from before the first reload comes back).
+    reload(&proxy, &file, &text.replace(small, "")).await;
+    let uncached = get(&proxy, "/api/small/199").await;
+    assert_eq!((uncached.status, uncached.cache_status.as_str()), (200, ""));
+    scrape(&proxy).await;
+    assert!(!proxy
+        .handle
+        .metrics
+        .render()
+        .contains(r#"edge_cache_bytes{route="/api/small"}"#));
+    reload(&proxy, &file, &text).await;
+    assert!(!is_hit(&proxy, "/api/small/199").await);
+    assert!(is_hit(&proxy, "/api/big/kept").await);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

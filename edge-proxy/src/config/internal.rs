@@ -182,11 +182,14 @@ pub struct Route {
 pub struct RouteCache {
     pub default_ttl: Option<Duration>,
     pub max_object_bytes: usize,
+    /// The route's own LRU budget: bytes of bodies it holds.
+    pub memory_bytes: usize,
 }
 
 /// `[cache]`, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheConfig {
+    /// A cached route's budget where it sets none.
     pub memory_bytes: usize,
     pub lock_timeout: Duration,
 }

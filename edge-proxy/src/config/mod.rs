@@ -158,6 +158,43 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn each_cached_route_has_a_budget_its_own_or_the_default() {
+        let cached = |route: &str, section: &str| {
+            GOOD.replace(
+                "strip-prefix = \"/api\"\n",
+                &format!("strip-prefix = \"/api\"\n        cache = {{ {route} }}\n{section}"),
+            )
+        };
+        let config = Config::parse(&cached("", "")).unwrap();
+        let route = config.routes[0].cache.unwrap();
+        assert_eq!(route.memory_bytes, CacheConfig::default().memory_bytes);
+        assert_eq!(route.max_object_bytes, DEFAULT_MAX_OBJECT_BYTES);
+        let config = Config::parse(&cached(
+            "memory-bytes = 65536",
+            "\n[cache]\nmemory-bytes = 8192\n",
+        ))
+        .unwrap();
+        let route = config.routes[0].cache.unwrap();
+        assert_eq!((route.memory_bytes, route.max_object_bytes), (65536, 65536));
+        let defaulted = Config::parse(&cached("", "\n[cache]\nmemory-bytes = 8192\n")).unwrap();
+        assert_eq!(defaulted.routes[0].cache.unwrap().memory_bytes, 8192);
+        for (route, field) in [
+            ("memory-bytes = 100", "routes[0].cache.memory-bytes"),
+            (
+                "memory-bytes = 8192, max-object-bytes = 8193",
+                "routes[0].cache.max-object-bytes",
+            ),
+            ("max-object-bytes = 0", "routes[0].cache.max-object-bytes"),
+            (
+                "default-ttl-seconds = 86401",
+                "routes[0].cache.default-ttl-seconds",
+            ),
+        ] {
+            assert_eq!(error_field(&cached(route, "")), field, "{route}");
+        }
+    }
+
+    #[test]
     fn global_limits_need_redis_and_say_what_is_wrong() {
         let global = GOOD.replace(
             "strip-prefix = \"/api\"\n",

@@ -42,11 +42,11 @@ pub struct FileConfig {
     pub cache: CacheSection,
 }
 
-/// `[cache]`: the memory every cached route shares.
+/// `[cache]`: what cached routes have in common.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CacheSection {
-    /// Bytes of response bodies held; past it the least recently used go.
+    /// Each cached route's memory budget, where the route sets none.
     pub memory_bytes: Option<usize>,
     /// Longest concurrent misses for one key wait for the first one's response.
     pub lock_timeout_ms: Option<u64>,
@@ -517,4 +517,7 @@ pub struct RouteCacheSection {
     pub default_ttl_seconds: Option<u32>,
     /// Largest response body stored; larger ones are passed through.
     pub max_object_bytes: Option<usize>,
+    /// Bytes of response bodies this route holds; past it its least recently used go.
+    /// Unset: `[cache] memory-bytes`.
+    pub memory_bytes: Option<usize>,
 }

@@ -266,27 +266,30 @@ impl Metrics {
             ),
             cache_bytes: gauge(
                 "edge_cache_bytes",
-                "Bytes of response bodies the edge cache holds.",
-                &[],
+                "Bytes of response bodies the edge cache holds, by route (each route has its \
+                 own budget).",
+                &["route"],
             ),
             cache_items: gauge(
                 "edge_cache_items",
-                "Responses the edge cache holds.",
-                &[],
+                "Responses the edge cache holds, by route.",
+                &["route"],
             ),
             cache_evictions: counter(
                 "edge_cache_evictions_total",
-                "Responses the edge cache evicted to stay within its memory budget.",
-                &[],
+                "Responses the edge cache evicted to stay within a route's memory budget, by \
+                 route.",
+                &["route"],
             ),
             cache_purged: {
                 let purged = counter(
                     "edge_cache_purged_total",
                     "Responses purged from the edge cache, by trigger: a write through the \
-                     proxy (write) or the admin endpoint (admin).",
+                     proxy (write), the admin endpoint (admin), or a reload that dropped a \
+                     route's cache or changed its budget (reload).",
                     &["trigger"],
                 );
-                for trigger in ["write", "admin"] {
+                for trigger in ["write", "admin", "reload"] {
                     purged.with_label_values(&[trigger]);
                 }
                 purged
@@ -442,18 +445,22 @@ impl Metrics {
             .inc();
     }
 
-    /// The cache's size, count and evictions so far (a scrape calls this).
-    pub fn cache_state(&self, bytes: usize, items: usize, evicted: usize) {
-        self.cache_bytes
-            .with_label_values::<&str>(&[])
-            .set(bytes as i64);
-        self.cache_items
-            .with_label_values::<&str>(&[])
-            .set(items as i64);
-        let evictions = self.cache_evictions.with_label_values::<&str>(&[]);
-        let evicted = evicted as u64;
-        if evicted > evictions.get() {
-            evictions.inc_by(evicted - evictions.get());
+    /// Each cached route's size and count, and its evictions since the last call (a scrape
+    /// calls this); routes no longer cached leave the gauges.
+    pub fn cache_state(&self, routes: &[CacheRouteState]) {
+        self.cache_bytes.reset();
+        self.cache_items.reset();
+        for route in routes {
+            let label = [route.route.as_str()];
+            self.cache_bytes
+                .with_label_values(&label)
+                .set(route.bytes as i64);
+            self.cache_items
+                .with_label_values(&label)
+                .set(route.items as i64);
+            self.cache_evictions
+                .with_label_values(&label)
+                .inc_by(route.newly_evicted as u64);
         }
     }
 
@@ -510,6 +517,15 @@ fn class_index(status: u16) -> usize {
         100..=599 => usize::from(status / 100 - 1),
         _ => 5,
     }
+}
+
+/// One cached route's part of the edge cache, for a scrape.
+pub struct CacheRouteState {
+    pub route: String,
+    pub bytes: usize,
+    pub items: usize,
+    /// Evicted since the last scrape.
+    pub newly_evicted: usize,
 }
 
 /// One route's request series (see [`Metrics::route`]). The counter of each method and status

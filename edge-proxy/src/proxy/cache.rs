@@ -1,5 +1,5 @@
-//! The edge cache, on pingora-cache: an in-memory storage ([`store`]) under one LRU byte
-//! budget (`simple_lru`), its cache lock (concurrent misses for a key wait for one upstream
+//! The edge cache, on pingora-cache: an in-memory storage ([`store`]) under an LRU byte
+//! budget per cached route (`simple_lru`), its cache lock (concurrent misses for a key wait for one upstream
 //! fetch), its RFC 9111 freshness and stale-serving rules, its `Age` and `304`s. Written here
 //! is only what pingora-cache leaves to the proxy: the key (method, path, normalised query),
 //! `Vary`, which responses are stored (a route's default TTL when the origin gives none), the
@@ -7,12 +7,14 @@
 //! (the storage is a hash table with no way to list its keys). The index is kept in step with
 //! the LRU (what it evicts leaves the index), so it never holds more than the cache does.
 //!
-//! Everything here lives for the process (pingora-cache wants `'static` parts), built once at
-//! start; `[cache]` changes need a restart. Routes turn caching on and off on reload.
+//! The storage, the lock and the table of route budgets live for the process (pingora-cache
+//! wants `'static` parts); a key's user tag names its route, and the table hands each call to
+//! that route's LRU, so a reload can add, resize or drop a route's budget without leaking one.
+//! What a dropped or resized budget held is purged at the reload.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use pingora::cache::cache_control::{CacheControl, Cacheable, InterpretCacheControl};
@@ -31,9 +33,9 @@ use pingora::proxy::Session;
 
 mod store;
 
-use crate::config::{CacheConfig, RouteCache};
+use crate::config::{CacheConfig, Route, RouteCache};
 use crate::ops::admin::CacheAdmin;
-use crate::ops::metrics::Metrics;
+use crate::ops::metrics::{CacheRouteState, Metrics};
 use store::ParsedStore;
 
 /// The name this cache goes by in `Cache-Status`.
@@ -48,7 +50,7 @@ const HEURISTIC: [u16; 10] = [200, 203, 204, 300, 301, 404, 405, 410, 414, 501];
 
 pub struct EdgeCache {
     storage: &'static ParsedStore,
-    eviction: &'static Tracked,
+    budgets: &'static Budgets,
     lock: &'static CacheKeyLockImpl,
     /// Bumped by every purge: a response fetched across one is passed on, not stored (it may
     /// predate the write that caused the purge).
@@ -144,6 +146,15 @@ impl Outcome {
     }
 }
 
+/// The cached routes of `routes` and their memory budgets, for [`EdgeCache::configure`].
+pub fn budgets(routes: &[Route]) -> impl Iterator<Item = (&str, usize)> {
+    routes.iter().filter_map(|route| {
+        route
+            .cache
+            .map(|cache| (route.prefix.as_str(), cache.memory_bytes))
+    })
+}
+
 /// The key's primary part: method, path, and the query with its parameters sorted (their
 /// order does not make a different entry).
 pub fn primary_key(request: &RequestHeader) -> String {
@@ -182,14 +193,43 @@ impl EdgeCache {
     pub fn new(config: &CacheConfig) -> &'static EdgeCache {
         let cache = EdgeCache {
             storage: Box::leak(Box::default()),
-            eviction: Box::leak(Box::new(Tracked {
-                lru: simple_lru::Manager::new(config.memory_bytes),
-                index: Mutex::default(),
-            })),
+            budgets: Box::leak(Box::default()),
             lock: Box::leak(CacheLock::new_boxed(config.lock_timeout)),
             epoch: AtomicU64::new(0),
         };
         Box::leak(Box::new(cache))
+    }
+
+    /// Gives each cached route (prefix and memory budget) its LRU: a route whose budget is
+    /// unchanged keeps its LRU and what it holds; what a route dropped from `routes` or given a
+    /// new budget held is purged. Returns how many responses were purged.
+    pub fn configure<'a>(&self, routes: impl IntoIterator<Item = (&'a str, usize)>) -> usize {
+        let wanted: HashMap<&str, usize> = routes.into_iter().collect();
+        let dropped = {
+            let mut budgets = self.budgets.write();
+            let mut dropped = Vec::new();
+            budgets.retain(|route, tracked| {
+                let keep = wanted.get(&**route) == Some(&tracked.budget);
+                if !keep {
+                    dropped.push(Arc::clone(tracked));
+                }
+                keep
+            });
+            for (route, budget) in &wanted {
+                budgets
+                    .entry((*route).into())
+                    .or_insert_with(|| Arc::new(Tracked::new(*budget)));
+            }
+            dropped
+        };
+        if dropped.is_empty() {
+            return 0;
+        }
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        dropped
+            .iter()
+            .map(|tracked| self.storage.remove_all(tracked.index().path_of.keys()))
+            .sum()
     }
 
     /// Turns caching on for this request (a `GET` on a cached route); returns the purge epoch
@@ -197,7 +237,7 @@ impl EdgeCache {
     pub fn enable(&'static self, session: &mut Session, route: &RouteCache) -> u64 {
         session.cache.enable(
             self.storage,
-            Some(self.eviction as &'static (dyn EvictionManager + Sync)),
+            Some(self.budgets as &'static (dyn EvictionManager + Sync)),
             None,
             Some(self.lock),
             None,
@@ -208,9 +248,10 @@ impl EdgeCache {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// The request's key (its variance is added from the stored response's `Vary`).
-    pub fn key(request: &RequestHeader) -> CacheKey {
-        CacheKey::new(primary_key(request), "")
+    /// The request's key on `route` (its prefix, the key's user tag: whose budget it counts
+    /// against; not hashed). Its variance is added from the stored response's `Vary`.
+    pub fn key(request: &RequestHeader, route: &str) -> CacheKey {
+        CacheKey::new(primary_key(request), route)
     }
 
     /// Whether the response is stored: as RFC 9111 allows a shared cache (never `private`,
@@ -270,26 +311,32 @@ impl EdgeCache {
 
     /// Notes a key being stored, so a purge of its path finds it.
     pub fn remember(&self, path: &str, key: CompactCacheKey) {
-        self.eviction.index().remember(path, key);
+        let route = key.user_tag.clone();
+        self.budgets
+            .with(&route, |tracked| tracked.index().remember(path, key));
     }
 
     /// Purges every stored response of the paths `select` picks from the index; returns how
     /// many were found.
-    async fn purge_paths(&'static self, select: impl FnOnce(&Index) -> Vec<String>) -> usize {
+    async fn purge_paths(&'static self, select: impl Fn(&Index) -> Vec<String>) -> usize {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        let keys = {
-            let mut index = self.eviction.index();
-            let paths = select(&index);
-            index.take(paths)
-        };
+        let mut keys = Vec::new();
+        for tracked in self.budgets.all() {
+            let taken = {
+                let mut index = tracked.index();
+                let paths = select(&index);
+                index.take(paths)
+            };
+            keys.extend(taken.into_iter().map(|key| (Arc::clone(&tracked), key)));
+        }
         let span = CacheSpan::inactive().handle();
         let mut purged = 0;
-        for key in &keys {
+        for (tracked, key) in &keys {
             let outcome = self
                 .storage
                 .purge(PurgeTarget::Active(key), PurgeType::Invalidation, &span)
                 .await;
-            self.eviction
+            tracked
                 .lru
                 .remove(CacheEntryKeyRef::from_entry_id(key, None));
             if matches!(outcome, Ok(pingora::cache::PurgeOutcome::Purged(_))) {
@@ -324,19 +371,135 @@ impl EdgeCache {
         self.purge_paths(|index| index.under(prefix)).await
     }
 
-    /// Bytes of bodies held.
+    /// Bytes of bodies held, all routes.
     pub fn bytes(&self) -> usize {
-        self.eviction.lru.total_size()
+        self.budgets.total_size()
     }
 
-    /// Responses held.
+    /// Responses held, all routes.
     pub fn items(&self) -> usize {
-        self.eviction.lru.total_items()
+        self.budgets.total_items()
     }
 
-    /// Responses evicted for room, since start.
-    pub fn evicted(&self) -> usize {
-        self.eviction.lru.evicted_items()
+    /// Each cached route's bytes and responses held, and what it evicted since the last call.
+    pub fn route_states(&self) -> Vec<CacheRouteState> {
+        let budgets = self.budgets.read();
+        budgets
+            .iter()
+            .map(|(route, tracked)| {
+                let evicted = tracked.lru.evicted_items();
+                let reported = tracked.evictions_reported.swap(evicted, Ordering::Relaxed);
+                CacheRouteState {
+                    route: route.to_string(),
+                    bytes: tracked.lru.total_size(),
+                    items: tracked.lru.total_items(),
+                    newly_evicted: evicted.saturating_sub(reported),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Each cached route's LRU, by route prefix (a key's user tag). pingora-cache holds one
+/// `'static` eviction manager per request; this table is it, and passes each call to the
+/// key's route. A key whose route has no budget (no longer cached) is not kept: admitting it
+/// evicts it at once.
+#[derive(Default)]
+struct Budgets {
+    routes: RwLock<HashMap<Box<str>, Arc<Tracked>>>,
+}
+
+impl Budgets {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Box<str>, Arc<Tracked>>> {
+        self.routes.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Box<str>, Arc<Tracked>>> {
+        self.routes.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `work` on `route`'s LRU, if the route is cached.
+    fn with<R>(&self, route: &str, work: impl FnOnce(&Tracked) -> R) -> Option<R> {
+        self.read().get(route).map(|tracked| work(tracked))
+    }
+
+    fn all(&self) -> Vec<Arc<Tracked>> {
+        self.read().values().cloned().collect()
+    }
+
+    fn sum(&self, of: impl Fn(&simple_lru::Manager) -> usize) -> usize {
+        self.read().values().map(|tracked| of(&tracked.lru)).sum()
+    }
+}
+
+#[async_trait::async_trait]
+impl EvictionManager for Budgets {
+    fn total_size(&self) -> usize {
+        self.sum(|lru| lru.total_size())
+    }
+
+    fn total_items(&self) -> usize {
+        self.sum(|lru| lru.total_items())
+    }
+
+    fn evicted_size(&self) -> usize {
+        self.sum(|lru| lru.evicted_size())
+    }
+
+    fn evicted_items(&self) -> usize {
+        self.sum(|lru| lru.evicted_items())
+    }
+
+    fn admit(
+        &self,
+        item: CacheEntryKey,
+        size: usize,
+        fresh_until: SystemTime,
+    ) -> Vec<CacheEntryKey> {
+        let route = item.key().user_tag.clone();
+        let mut item = Some(item);
+        self.with(&route, |tracked| {
+            let item = item.take().expect("taken once");
+            tracked.admit(item, size, fresh_until)
+        })
+        .unwrap_or_else(|| item.into_iter().collect())
+    }
+
+    fn increment_weight(
+        &self,
+        item: &CacheEntryKey,
+        delta: usize,
+        max_weight: Option<usize>,
+    ) -> Vec<CacheEntryKey> {
+        self.with(&item.key().user_tag, |tracked| {
+            tracked.increment_weight(item, delta, max_weight)
+        })
+        .unwrap_or_else(|| vec![item.clone()])
+    }
+
+    fn remove(&self, item: CacheEntryKeyRef<'_>) {
+        self.with(&item.key().user_tag, |tracked| tracked.remove(item));
+    }
+
+    fn access(&self, item: &CacheEntryKey, size: usize, fresh_until: SystemTime) -> bool {
+        self.with(&item.key().user_tag, |tracked| {
+            tracked.lru.access(item, size, fresh_until)
+        })
+        .unwrap_or(false)
+    }
+
+    fn peek(&self, item: &CacheEntryKey) -> bool {
+        self.with(&item.key().user_tag, |tracked| tracked.lru.peek(item))
+            .unwrap_or(false)
+    }
+
+    /// Nothing is persisted: the cache is memory only.
+    async fn save(&self, _dir_path: &str) -> pingora::Result<()> {
+        Ok(())
+    }
+
+    async fn load(&self, _dir_path: &str) -> pingora::Result<()> {
+        Ok(())
     }
 }
 
@@ -399,9 +562,22 @@ impl Index {
 struct Tracked {
     lru: simple_lru::Manager,
     index: Mutex<Index>,
+    /// The memory budget the LRU was made with.
+    budget: usize,
+    /// Evictions already counted in the metrics.
+    evictions_reported: std::sync::atomic::AtomicUsize,
 }
 
 impl Tracked {
+    fn new(budget: usize) -> Tracked {
+        Tracked {
+            lru: simple_lru::Manager::new(budget),
+            index: Mutex::default(),
+            budget,
+            evictions_reported: Default::default(),
+        }
+    }
+
     fn index(&self) -> std::sync::MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -416,24 +592,7 @@ impl Tracked {
     }
 }
 
-#[async_trait::async_trait]
-impl EvictionManager for Tracked {
-    fn total_size(&self) -> usize {
-        self.lru.total_size()
-    }
-
-    fn total_items(&self) -> usize {
-        self.lru.total_items()
-    }
-
-    fn evicted_size(&self) -> usize {
-        self.lru.evicted_size()
-    }
-
-    fn evicted_items(&self) -> usize {
-        self.lru.evicted_items()
-    }
-
+impl Tracked {
     fn admit(
         &self,
         item: CacheEntryKey,
@@ -460,22 +619,6 @@ impl EvictionManager for Tracked {
         self.index().forget(item.key());
         self.lru.remove(item);
     }
-
-    fn access(&self, item: &CacheEntryKey, size: usize, fresh_until: SystemTime) -> bool {
-        self.lru.access(item, size, fresh_until)
-    }
-
-    fn peek(&self, item: &CacheEntryKey) -> bool {
-        self.lru.peek(item)
-    }
-
-    async fn save(&self, dir_path: &str) -> pingora::Result<()> {
-        self.lru.save(dir_path).await
-    }
-
-    async fn load(&self, dir_path: &str) -> pingora::Result<()> {
-        self.lru.load(dir_path).await
-    }
 }
 
 /// The cache as the admin listener sees it.
@@ -488,7 +631,7 @@ impl CacheAdmin for CacheAdminHandle {
     }
 
     fn record_gauges(&self, metrics: &Metrics) {
-        metrics.cache_state(self.0.bytes(), self.0.items(), self.0.evicted());
+        metrics.cache_state(&self.0.route_states());
     }
 }
 
@@ -528,6 +671,7 @@ mod tests {
         RouteCache {
             default_ttl: ttl.map(std::time::Duration::from_secs),
             max_object_bytes: 1024,
+            memory_bytes: 4096,
         }
     }
 
@@ -577,10 +721,7 @@ mod tests {
 
     #[test]
     fn the_index_forgets_what_the_lru_evicts() {
-        let tracked = Tracked {
-            lru: simple_lru::Manager::new(100),
-            index: Mutex::default(),
-        };
+        let tracked = Tracked::new(100);
         let key = |i: usize| CacheKey::new(format!("GET /p/{i}"), "").to_compact();
         let fresh = SystemTime::now() + std::time::Duration::from_secs(60);
         for i in 0..50 {

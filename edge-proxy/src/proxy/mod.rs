@@ -585,9 +585,12 @@ impl ProxyHttp for EdgeProxy {
     fn cache_key_callback(
         &self,
         session: &Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> pingora::Result<CacheKey> {
-        Ok(EdgeCache::key(session.req_header()))
+        Ok(EdgeCache::key(
+            session.req_header(),
+            ctx.route.as_ref().map_or("", |t| t.route.prefix.as_str()),
+        ))
     }
 
     fn response_cache_filter(

@@ -3,13 +3,15 @@
 //! change (listeners, threads, timeouts of the connection loop, the registry, DNS, the JWKS
 //! source, the limiter's size, signing for the first time), is refused and the running config
 //! stays. A good one is swapped in for new requests; requests in flight finish on theirs, and
-//! no connection is closed.
+//! no connection is closed. Each cached route's memory budget follows the new config: what a
+//! route no longer cached, or cached with a new budget, held is purged.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use super::cache::{self, EdgeCache};
 use super::state::{ProxyState, StateDeps};
 use crate::config::{Config, ConfigError};
 use crate::error::Error;
@@ -24,6 +26,7 @@ pub struct Reloader {
     deps: StateDeps,
     /// Whether the proxy has a SigV4 signer (made at start-up only).
     can_sign: bool,
+    cache: Option<&'static EdgeCache>,
     /// One reload at a time.
     running: Mutex<()>,
 }
@@ -44,6 +47,7 @@ impl Reloader {
         pools: Pools,
         deps: StateDeps,
         can_sign: bool,
+        cache: Option<&'static EdgeCache>,
     ) -> Reloader {
         Reloader {
             path,
@@ -51,6 +55,7 @@ impl Reloader {
             pools,
             deps,
             can_sign,
+            cache,
             running: Mutex::new(()),
         }
     }
@@ -94,6 +99,10 @@ impl Reloader {
         };
         // Pools first: discovery and health checks start on new pools before requests use them.
         self.pools.replace(next.pools());
+        if let Some(cache) = self.cache {
+            let purged = cache.configure(cache::budgets(&config.routes));
+            self.deps.metrics.cache_purged("reload", purged);
+        }
         self.state.store(Arc::new(next));
         Ok(applied)
     }
@@ -150,7 +159,10 @@ pub fn restart_only(current: &Config, next: &Config, can_sign: bool) -> Result<(
     let (x, y) = (&current.auth, &next.auth);
     let others: [(&str, bool); 8] = [
         ("registry", current.registry == next.registry),
-        ("cache", current.cache == next.cache),
+        (
+            "cache.lock-timeout-ms",
+            current.cache.lock_timeout == next.cache.lock_timeout,
+        ),
         ("tracing", current.tracing == next.tracing),
         ("dns", current.dns == next.dns),
         ("auth.jwt.jwks-file", x.jwks_file == y.jwks_file),
@@ -211,5 +223,10 @@ mod tests {
         // Trace export is set up once, at start.
         let traced = format!("{BASE}\n[tracing]\nendpoint = \"http://collector:4318\"\n");
         assert_eq!(check(&traced), Err("tracing".into()));
+        // Cache budgets follow a reload; the cache lock is made once.
+        let budget = format!("{BASE}\n[cache]\nmemory-bytes = 8192\n");
+        assert_eq!(check(&budget), Ok(()));
+        let lock = format!("{BASE}\n[cache]\nlock-timeout-ms = 10\n");
+        assert_eq!(check(&lock), Err("cache.lock-timeout-ms".into()));
     }
 }

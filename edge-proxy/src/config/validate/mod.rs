@@ -60,20 +60,25 @@ impl FileConfig {
 
 fn validate_cache(section: CacheSection) -> Result<CacheConfig, ConfigError> {
     let defaults = CacheConfig::default();
-    let memory_bytes = section.memory_bytes.unwrap_or(defaults.memory_bytes);
-    if !(4096..=(64usize << 30)).contains(&memory_bytes) {
-        return Err(ConfigError::new(
-            "cache.memory-bytes",
-            "must be from 4096 to 68719476736",
-        ));
-    }
     Ok(CacheConfig {
-        memory_bytes,
+        memory_bytes: memory_budget(
+            "cache.memory-bytes",
+            section.memory_bytes.unwrap_or(defaults.memory_bytes),
+        )?,
         lock_timeout: match section.lock_timeout_ms {
             Some(ms) => ms_in_range("cache.lock-timeout-ms", ms, 1, 60_000)?,
             None => defaults.lock_timeout,
         },
     })
+}
+
+/// A cache memory budget: 4 KiB to 64 GiB.
+pub(super) fn memory_budget(field: &str, bytes: usize) -> Result<usize, ConfigError> {
+    if (4096..=(64usize << 30)).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err(ConfigError::new(field, "must be from 4096 to 68719476736"))
+    }
 }
 
 fn validate_tracing(section: TracingSection) -> Result<TracingConfig, ConfigError> {

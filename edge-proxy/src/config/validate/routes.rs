@@ -138,12 +138,17 @@ pub(super) fn validate(
     Ok((routes, rate_limit_cells))
 }
 
-/// A route's cache: a default TTL of at most a day, objects no larger than the whole cache.
+/// A route's cache: a default TTL of at most a day, its own memory budget (`[cache]`'s if
+/// unset), objects no larger than that budget.
 fn route_cache(
     field: &str,
     section: RouteCacheSection,
-    memory_bytes: usize,
+    default_memory_bytes: usize,
 ) -> Result<RouteCache, ConfigError> {
+    let memory_bytes = match section.memory_bytes {
+        Some(bytes) => super::memory_budget(&format!("{field}.memory-bytes"), bytes)?,
+        None => default_memory_bytes,
+    };
     let default_ttl = match section.default_ttl_seconds {
         Some(0) | None => None,
         Some(seconds) if seconds <= 86_400 => Some(Duration::from_secs(u64::from(seconds))),
@@ -160,12 +165,13 @@ fn route_cache(
     if max_object_bytes == 0 || max_object_bytes > memory_bytes {
         return Err(ConfigError::new(
             format!("{field}.max-object-bytes"),
-            "must be from 1 to [cache] memory-bytes",
+            "must be from 1 to the route's memory-bytes",
         ));
     }
     Ok(RouteCache {
         default_ttl,
         max_object_bytes,
+        memory_bytes,
     })
 }
 

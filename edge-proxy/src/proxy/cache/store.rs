@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use pingora::cache::key::{CacheHashKey, HashBinary};
+use pingora::cache::key::{CacheHashKey, CompactCacheKey, HashBinary};
 use pingora::cache::storage::{HandleHit, HandleMiss, MissFinishType};
 use pingora::cache::trace::SpanHandle;
 use pingora::cache::{
@@ -82,6 +82,14 @@ impl ParsedStore {
     fn get(&self, key: &HashBinary) -> Option<Arc<Stored>> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         entries.get(key).cloned()
+    }
+
+    /// Drops the responses stored for `keys`; returns how many there were.
+    pub fn remove_all<'a>(&self, keys: impl IntoIterator<Item = &'a CompactCacheKey>) -> usize {
+        let mut entries = self.write();
+        keys.into_iter()
+            .filter(|key| entries.remove(&key.combined_bin()).is_some())
+            .count()
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<HashBinary, Arc<Stored>>> {
