@@ -66,6 +66,7 @@ struct Answer {
     status: u16,
     cache_status: String,
     age: Option<String>,
+    connection: Option<String>,
     body: String,
 }
 
@@ -85,10 +86,12 @@ async fn send(proxy: &RunningProxy, method: &str, path: &str, headers: &[(&str, 
             .map(|v| v.to_str().unwrap().to_string())
     };
     let (cache_status, age) = (header("cache-status").unwrap_or_default(), header("age"));
+    let connection = header("connection");
     Answer {
         status: response.status().as_u16(),
         cache_status,
         age,
+        connection,
         body: response.text().await.unwrap(),
     }
 }
@@ -227,6 +230,10 @@ async fn a_stale_copy_is_served_while_the_instance_is_down_and_says_so() {
         "{}",
         stale.cache_status
     );
+    // Pingora closes the connection after it: the answer says so, or a client reusing the
+    // connection would race the close.
+    assert_eq!(stale.connection.as_deref(), Some("close"));
+    assert_eq!(fresh.connection.as_deref(), Some("keep-alive"));
     // Without a stored copy the same outage is an error.
     let uncached = get(&proxy, "/api/products/9").await;
     assert_eq!(uncached.status, 502, "{}", uncached.body);

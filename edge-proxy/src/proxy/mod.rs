@@ -622,12 +622,18 @@ impl ProxyHttp for EdgeProxy {
 
     fn should_serve_stale(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _ctx: &mut RequestCtx,
-        _error: Option<&Error>,
+        error: Option<&Error>,
     ) -> bool {
         // Whenever the stored response allows it (stale-if-error, stale-while-revalidate; the
         // cache checks the windows): an instance down, a breaker open, or no instance at all.
+        if error.is_some() {
+            // Pingora closes the client's connection after a stale copy served for a failed
+            // attempt; saying so (`Connection: close`) keeps a client from sending its next
+            // request on a connection about to close (it would fail, not be retried).
+            session.set_keepalive(None);
+        }
         true
     }
 
