@@ -20,6 +20,9 @@
 #                                    start the second function instance (:9101 in the test
 #                                    profile, and its function URLs) again, e.g. after a
 #                                    fault test killed it
+#   scripts/stack.sh restart-instances PROFILE
+#                                    the same for both instances (after a fault test killed
+#                                    every instance)
 #
 # PROFILE is `dev` (ports 4566 / 9000 / 8080) or `test` (4576 / 9100 / 8180), so `make test`
 # can run while `make dev` is up. When the proxy's config has a global rate limit, a
@@ -343,6 +346,18 @@ warm_functions() { # base URL...
     done
 }
 
+restart_instance() { # name lambda-port front-name front-port
+    stop_one "$STATE/$3.pid"
+    stop_one "$STATE/$1.pid"
+    port_free "$2" || { log "port $2 is in use"; exit 1; }
+    log "starting an instance of both functions on :$2"
+    start_watch "$1" "$2"
+    warm_functions "http://127.0.0.1:$2"
+    if [ "$SHAPE" = aws ]; then
+        start_front "$3" "$4" "http://127.0.0.1:$2"
+    fi
+}
+
 case "${1:-}" in
     start)
         mkdir -p "$STATE"
@@ -373,15 +388,11 @@ case "${1:-}" in
         create_tables
         ;;
     restart-instance)
-        stop_one "$STATE/front2.pid"
-        stop_one "$STATE/functions2.pid"
-        port_free "$LAMBDA_PORT2" || { log "port $LAMBDA_PORT2 is in use"; exit 1; }
-        log "starting the second instance of both functions on :$LAMBDA_PORT2"
-        start_watch functions2 "$LAMBDA_PORT2"
-        warm_functions "$LAMBDA_URL2"
-        if [ "$SHAPE" = aws ]; then
-            start_front front2 "$FRONT_PORT2" "$LAMBDA_URL2"
-        fi
+        restart_instance functions2 "$LAMBDA_PORT2" front2 "$FRONT_PORT2"
+        ;;
+    restart-instances)
+        restart_instance functions "$LAMBDA_PORT" front "$FRONT_PORT"
+        restart_instance functions2 "$LAMBDA_PORT2" front2 "$FRONT_PORT2"
         ;;
     reload-functions)
         reload_functions

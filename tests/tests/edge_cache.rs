@@ -1,8 +1,9 @@
 //! The edge cache end to end, through the proxy in front of the real functions: product reads
 //! come from the cache (and say so), and no kind of write through the proxy leaves a stale
 //! read behind it: create, PATCH, a reservation made and released, DELETE. User data is never
-//! cached. (Stampedes, stale-on-error, eviction and auth-before-lookup are in
-//! `edge-proxy/tests/cache.rs`, where the upstream can be counted and stopped.)
+//! cached. (Stampedes, eviction and auth-before-lookup are in `edge-proxy/tests/cache.rs`,
+//! where the upstream can be counted and stopped; stale reads with every instance killed are
+//! in `faults.rs`, which runs alone.)
 
 use reqwest::Method;
 use serde_json::{json, Value};

@@ -13,6 +13,9 @@
 //! resilience tests cover the same against stub upstreams with exact breaker counts; this one
 //! is the real stack.
 //!
+//! And every instance killed at once: product reads stored in the edge cache are served stale
+//! (stale-if-error), saying so, until the instances are back.
+//!
 //! These disturb every other test, so `make test` runs them alone, after the rest of the suite
 //! (their tests are named `fault_*`). Needs `STACK_LOG_DIR` and `SECOND_PRODUCTS_URL` (local
 //! stack only).
@@ -374,4 +377,114 @@ async fn fault_instance_killed_under_load() {
     stack("restart-instance");
     let back = serves_from(&client, &product_path, &second).await;
     assert!(back, "the restarted instance gets traffic again");
+}
+
+/// Every instance of the functions killed (both `cargo lambda watch` processes with SIGKILL,
+/// and their function URL stand-ins in AWS's shape), then brought back by
+/// `scripts/stack.sh restart-instances`, even if the test fails halfway.
+struct AllInstancesKilled;
+
+impl AllInstancesKilled {
+    fn kill() -> AllInstancesKilled {
+        for process in ["front", "front2", "functions", "functions2"] {
+            let pidfile = format!("{}/{process}.pid", log_dir());
+            // The fronts exist only in AWS's shape.
+            if std::path::Path::new(&pidfile).exists() {
+                signal("-KILL", &format!("-{}", pid_of(process)));
+            }
+        }
+        AllInstancesKilled
+    }
+}
+
+impl Drop for AllInstancesKilled {
+    fn drop(&mut self) {
+        stack("restart-instances");
+    }
+}
+
+/// A number of seconds in a `Cache-Control` value (`max-age=5` -> 5).
+fn directive(control: &str, name: &str) -> u64 {
+    control
+        .split(',')
+        .find_map(|d| d.trim().strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {control:?}"))
+}
+
+#[tokio::test]
+async fn fault_every_instance_killed_cached_reads_served_stale() {
+    let client = client();
+    let product = json!({"sku": unique("SKU-").to_uppercase(), "name": "Kept", "price_cents": 500,
+                         "currency": "EUR", "stock": 3});
+    let (status, created) =
+        status_json(send(&client, Method::POST, "/api/products", Some(&product), &[]).await).await;
+    assert_eq!(status, 201, "{created}");
+    let path = format!("/api/products/{}", created["id"].as_str().unwrap());
+    let header = |response: &reqwest::Response, name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let stored = send(&client, Method::GET, &path, None, &[]).await;
+    let control = header(&stored, "cache-control");
+    let (status, body) = status_json(stored).await;
+    assert_eq!(status, 200, "{body}");
+    let hit = send(&client, Method::GET, &path, None, &[]).await;
+    assert!(header(&hit, "cache-status").contains("; hit"), "stored");
+
+    let killed = AllInstancesKilled::kill();
+    // Past max-age and the stale-while-revalidate window: from here on only stale-if-error
+    // (300 s) lets the cache answer.
+    let fresh_and_revalidating =
+        directive(&control, "max-age") + directive(&control, "stale-while-revalidate");
+    tokio::time::sleep(Duration::from_secs(fresh_and_revalidating + 1)).await;
+    let request_id = unique("stale-");
+    let stale = send(
+        &client,
+        Method::GET,
+        &path,
+        None,
+        &[("x-request-id", &request_id)],
+    )
+    .await;
+    let cache_status = header(&stale, "cache-status");
+    let age: u64 = header(&stale, "age").parse().unwrap();
+    let (status, again) = status_json(stale).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again, body, "the stored product, unchanged");
+    assert!(cache_status.contains("detail=stale"), "{cache_status}");
+    assert!(age > fresh_and_revalidating, "age {age}");
+    let line = access_log(&request_id).await.expect("an access-log line");
+    assert_eq!(line["cache"], "stale", "{line}");
+
+    // What was never stored has nothing to fall back on: a JSON error, not a hang.
+    let (status, error) = status_json(
+        send(
+            &client,
+            Method::GET,
+            &format!("/api/products?probe={}", unique("p")),
+            None,
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert!(matches!(status, 502..=504), "{status} {error}");
+    assert!(!error_code(&error).is_empty(), "{error}");
+
+    drop(killed);
+    // Back: a read no one made before is answered by a function again (bounded, not timed:
+    // health checks and the breaker's half-open probe bring the instances back).
+    let mut back = false;
+    for _ in 0..200 {
+        let probe = format!("/api/products?probe={}", unique("back"));
+        if send(&client, Method::GET, &probe, None, &[]).await.status() == 200 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(back, "product reads are answered again after the restart");
 }
