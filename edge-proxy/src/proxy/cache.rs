@@ -21,7 +21,7 @@ use pingora::cache::cache_control::{CacheControl, Cacheable, InterpretCacheContr
 use pingora::cache::eviction::simple_lru;
 use pingora::cache::eviction::EvictionManager;
 use pingora::cache::filters::resp_cacheable;
-use pingora::cache::key::{CompactCacheKey, HashBinary};
+use pingora::cache::key::{CacheHashKey, CompactCacheKey, HashBinary};
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::trace::Span as CacheSpan;
 use pingora::cache::{
@@ -251,7 +251,11 @@ impl EdgeCache {
     /// The request's key on `route` (its prefix, the key's user tag: whose budget it counts
     /// against; not hashed). Its variance is added from the stored response's `Vary`.
     pub fn key(request: &RequestHeader, route: &str) -> CacheKey {
-        CacheKey::new(primary_key(request), route)
+        let mut key = CacheKey::new(primary_key(request), route);
+        // Hashed once here: pingora-cache asks for the hash at every step of a hit (lookup,
+        // the LRU's access, the lock) and would run Blake2 again each time.
+        key.set_primary_bin_override(key.primary_bin());
+        key
     }
 
     /// Whether the response is stored: as RFC 9111 allows a shared cache (never `private`,
