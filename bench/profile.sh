@@ -5,7 +5,8 @@
 # kernel/user split, the share of each area of code and the top functions.
 #
 #   bench/profile.sh                 all four
-#   bench/profile.sh bare routing    just these (nginx, bare, routing, full)
+#   bench/profile.sh bare routing    just these (nginx, bare, routing, full; and the cached-read
+#                                    rows, nginx-cached and cached)
 #
 # The Rust binaries are built with the `profiling` profile (release + symbols + line tables).
 # Results: bench/results/profile.md. Not part of `make bench`.
@@ -58,6 +59,16 @@ for target in "${TARGETS[@]}"; do
         full)
             pid=$(EDGE_BIN=$BIN/edge-proxy start_edge full 18085 18095 full); wait_port 18085
             profile full "$pid" http://127.0.0.1:18085/api/items HEADER_NAME=x-api-key HEADER_VALUE=lambda-edge-dev-key
+            ;;
+        nginx-cached)
+            pid=$(start_nginx_cache); wait_port 18100
+            curl -s -o /dev/null http://127.0.0.1:18100/api/cached
+            profile nginx-cached "$pid" http://127.0.0.1:18100/api/cached
+            ;;
+        cached)
+            pid=$(EDGE_BIN=$BIN/edge-proxy start_edge cached 18101 18102 cached); wait_port 18101
+            curl -s -o /dev/null http://127.0.0.1:18101/api/cached
+            profile cached "$pid" http://127.0.0.1:18101/api/cached
             ;;
         *) log "unknown target $target"; exit 2 ;;
     esac

@@ -56,6 +56,8 @@ def main():
         "bare": "Pingora, bare (no filters)",
         "routing": "edge proxy, routing only",
         "full": "edge proxy, everything on",
+        "nginx-cached": "nginx, proxy_cache (cached read)",
+        "cached": "edge proxy, edge cache (cached read)",
     }
     lines = [
         "# Where the CPU goes",
