@@ -216,14 +216,24 @@ cpu_ns() { # pid
 # PID, the process serving URL; 0 = not measured)
 run_wrk() {
     local url=$1 pid=$2; shift 2
-    local results=() before after line
     for _ in $(seq 1 "$RUNS"); do
-        before=$([ "$pid" = 0 ] && echo 0 || cpu_ns "$pid")
-        line=$(env "$@" taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s bench/report.lua "$url" | tail -n 1)
-        after=$([ "$pid" = 0 ] && echo 0 || cpu_ns "$pid")
-        results+=("$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["cpu_ns"]=int(sys.argv[2]); print(json.dumps(r))' "$line" "$((after - before))")")
-    done
-    printf '%s\n' "${results[@]}" | python3 -c '
+        wrk_once "$url" "$pid" "$@"
+    done | summarise_runs
+}
+
+# One wrk run against URL, its result as a JSON line with the CPU time PID spent over it.
+wrk_once() { # url pid [script-env...]
+    local url=$1 pid=$2; shift 2
+    local before after line
+    before=$([ "$pid" = 0 ] && echo 0 || cpu_ns "$pid")
+    line=$(env "$@" taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s bench/report.lua "$url" | tail -n 1)
+    after=$([ "$pid" = 0 ] && echo 0 || cpu_ns "$pid")
+    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["cpu_ns"]=int(sys.argv[2]); print(json.dumps(r))' "$line" "$((after - before))"
+}
+
+# Runs of one configuration (JSON lines on stdin) reduced to its row: medians, error sums.
+summarise_runs() {
+    python3 -c '
 import json, statistics, sys
 runs = [json.loads(l) for l in sys.stdin if l.strip()]
 med = lambda k: statistics.median(r[k] for r in runs)

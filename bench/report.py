@@ -83,7 +83,8 @@ def proxy_table(meta, rows, allocs):
         lines += [
             "",
             "Cached reads (the upstream answers `Cache-Control: public, max-age=3600`; every request",
-            "after the first is served from the proxy's cache): the edge proxy's cache %.0f req/s,"
+            "after the first is served from the proxy's cache; the rows' runs alternate, each row",
+            "its median): the edge proxy's cache %.0f req/s,"
             % cached_edge["rps"],
             "nginx's `proxy_cache` %.0f req/s: **%.2fx** nginx's; p99 %d us against %d us."
             % (

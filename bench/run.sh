@@ -94,19 +94,32 @@ stop_pid "$pid"; stop_pid "$redis_pid"
 [ -n "$COMPARE_BIN" ] && edge_rows "$COMPARE_BIN" " ($COMPARE_REF)"
 
 # Cached reads: every request after the first answered from the proxy's own cache, the
-# upstream saying `Cache-Control: public, max-age=3600`.
-pid=$(start_nginx_cache); wait_port 18100
-curl -s -o /dev/null http://127.0.0.1:18100/api/cached
-row "nginx, proxy_cache (cached read)" "$(run_wrk http://127.0.0.1:18100/api/cached "$pid")"; stop_pid "$pid"
-pid=$(start_edge cached 18101 18102 cached); wait_port 18101
-curl -s -o /dev/null http://127.0.0.1:18101/api/cached
-row "edge-proxy, edge cache (cached read)" "$(run_wrk http://127.0.0.1:18101/api/cached "$pid")"; stop_pid "$pid"
+# upstream saying `Cache-Control: public, max-age=3600`. These rows are compared with each
+# other, so their runs alternate (nginx, edge proxy, [compare build], nginx, ...) with every
+# server up at once and idle while another is measured: drift over the minutes of a run (this
+# machine's speed moves by about 10 % between runs) falls on each row alike.
+CACHED_NAMES=("nginx, proxy_cache (cached read)" "edge-proxy, edge cache (cached read)")
+CACHED_URLS=(http://127.0.0.1:18100/api/cached http://127.0.0.1:18101/api/cached)
+CACHED_PIDS=("$(start_nginx_cache)" "$(start_edge cached 18101 18102 cached)")
 # The compare build's cached row, when that build has an edge cache (its config check passes).
 if [ -n "$COMPARE_BIN" ] && "$COMPARE_BIN" check --config "$WORK/cached.toml" >/dev/null 2>&1; then
-    pid=$(EDGE_BIN=$COMPARE_BIN start_edge cached 18101 18102 cached); wait_port 18101
-    curl -s -o /dev/null http://127.0.0.1:18101/api/cached
-    row "edge-proxy ($COMPARE_REF), edge cache (cached read)" "$(run_wrk http://127.0.0.1:18101/api/cached "$pid")"; stop_pid "$pid"
+    CACHED_NAMES+=("edge-proxy ($COMPARE_REF), edge cache (cached read)")
+    CACHED_URLS+=(http://127.0.0.1:18103/api/cached)
+    CACHED_PIDS+=("$(EDGE_BIN=$COMPARE_BIN start_edge cached-compare 18103 18104 cached)")
 fi
+for i in "${!CACHED_URLS[@]}"; do
+    wait_port "${CACHED_URLS[$i]:17:5}"
+    curl -s -o /dev/null "${CACHED_URLS[$i]}"
+done
+for _ in $(seq 1 "$RUNS"); do
+    for i in "${!CACHED_URLS[@]}"; do
+        wrk_once "${CACHED_URLS[$i]}" "${CACHED_PIDS[$i]}" >>"$WORK/cached-$i.runs"
+    done
+done
+for i in "${!CACHED_URLS[@]}"; do
+    row "${CACHED_NAMES[$i]}" "$(summarise_runs <"$WORK/cached-$i.runs")"
+    stop_pid "${CACHED_PIDS[$i]}"
+done
 
 log "heap allocations per request (counting build)"
 ALLOC_BARE=$(count_allocations bare 18090 18091)
