@@ -594,9 +594,7 @@ impl Tracked {
             }
         }
     }
-}
 
-impl Tracked {
     fn admit(
         &self,
         item: CacheEntryKey,
