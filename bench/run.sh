@@ -7,7 +7,8 @@
 #   BENCH_ONLY=proxies bench/run.sh    the proxy rows only (no limiter, functions, local stack)
 #   BENCH_COMPARE=<git ref> bench/run.sh
 #                                      also builds that ref's edge proxy and runs it beside the
-#                                      working tree's, in the same run (rows marked with the ref)
+#                                      working tree's, in the same run (rows marked with the ref),
+#                                      each of its runs in turn with the working tree's
 #
 # Per proxy row: requests/s and latency as wrk saw them, and the CPU time the proxy's process
 # spent per request (from /proc/<pid>/task/*/schedstat, summed over its threads and children,
@@ -68,58 +69,79 @@ pid=$!; PIDS+=("$pid"); wait_port 18086
 row "pingora, bare (no filters)" "$(run_wrk http://127.0.0.1:18086/api/items "$pid")"; stop_pid "$pid"
 
 KEY=(HEADER_NAME=x-api-key HEADER_VALUE=lambda-edge-dev-key)
-edge_rows() { # binary label
-    local bin=$1 label=$2
-    pid=$(EDGE_BIN=$bin start_edge routing 18084 18094 routing); wait_port 18084
-    row "edge-proxy$label, routing only" "$(run_wrk http://127.0.0.1:18084/api/items "$pid")"; stop_pid "$pid"
-    pid=$(EDGE_BIN=$bin start_edge full 18085 18095 full); wait_port 18085; sleep 1
-    [ -z "$label" ] && EDGE_RSS_IDLE=$(rss_kb "$pid")
-    row "edge-proxy$label, everything on" "$(run_wrk http://127.0.0.1:18085/api/items "$pid" "${KEY[@]}")"
-    if [ -z "$label" ]; then
-        EDGE_RSS_LOAD=$(rss_kb "$pid")
-        # Under load again to sample RSS mid-run.
-        (taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d3s -s bench/report.lua -H 'x-api-key: lambda-edge-dev-key' http://127.0.0.1:18085/api/items >/dev/null 2>&1 &)
-        sleep 2; EDGE_RSS_LOAD=$(( $(rss_kb "$pid") > EDGE_RSS_LOAD ? $(rss_kb "$pid") : EDGE_RSS_LOAD )); sleep 2
-        ACCESS_LINES=$(wc -l <"$WORK/full-access.log")
-    fi
-    stop_pid "$pid"
+# Rows compared with each other take their runs in turn, every server up at once and idle
+# while another is measured, so drift during a run (this machine's speed moves by about 10 %
+# between runs) falls on each alike: in_turn_add NAME URL PID for each, then in_turn_run
+# [curl options for the warm-up request] with wrk's script environment in IN_TURN_ENV (the
+# servers are left running).
+IN_TURN=()
+in_turn_add() { IN_TURN+=("$1" "$2" "$3"); }
+in_turn_run() {
+    local i n=$((${#IN_TURN[@]} / 3))
+    for ((i = 0; i < n; i++)); do
+        wait_port "${IN_TURN[3 * i + 1]:17:5}"
+        curl -s -o /dev/null "$@" "${IN_TURN[3 * i + 1]}" || true
+        : >"$WORK/in-turn-$i.runs"
+    done
+    for _ in $(seq 1 "$RUNS"); do
+        for ((i = 0; i < n; i++)); do
+            wrk_once "${IN_TURN[3 * i + 1]}" "${IN_TURN[3 * i + 2]}" "${IN_TURN_ENV[@]}" >>"$WORK/in-turn-$i.runs"
+        done
+    done
+    for ((i = 0; i < n; i++)); do
+        row "${IN_TURN[3 * i]}" "$(summarise_runs <"$WORK/in-turn-$i.runs")"
+    done
+    IN_TURN=()
 }
-edge_rows target/release/edge-proxy ""
+IN_TURN_ENV=()
+
+# The edge proxy's rows; with BENCH_COMPARE, each beside the same row of the compare build.
+pid=$(start_edge routing 18084 18094 routing)
+in_turn_add "edge-proxy, routing only" http://127.0.0.1:18084/api/items "$pid"
+if [ -n "$COMPARE_BIN" ]; then
+    compare_pid=$(EDGE_BIN=$COMPARE_BIN start_edge routing-compare 18110 18111 routing)
+    in_turn_add "edge-proxy ($COMPARE_REF), routing only" http://127.0.0.1:18110/api/items "$compare_pid"
+fi
+in_turn_run
+stop_pid "$pid"; [ -n "$COMPARE_BIN" ] && stop_pid "$compare_pid"
+
+pid=$(start_edge full 18085 18095 full)
+in_turn_add "edge-proxy, everything on" http://127.0.0.1:18085/api/items "$pid"
+if [ -n "$COMPARE_BIN" ]; then
+    compare_pid=$(EDGE_BIN=$COMPARE_BIN start_edge full-compare 18112 18113 full)
+    in_turn_add "edge-proxy ($COMPARE_REF), everything on" http://127.0.0.1:18112/api/items "$compare_pid"
+fi
+wait_port 18085; sleep 1
+EDGE_RSS_IDLE=$(rss_kb "$pid")
+IN_TURN_ENV=("${KEY[@]}")
+in_turn_run -H 'x-api-key: lambda-edge-dev-key'
+IN_TURN_ENV=()
+EDGE_RSS_LOAD=$(rss_kb "$pid")
+# Under load again to sample RSS mid-run.
+(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d3s -s bench/report.lua -H 'x-api-key: lambda-edge-dev-key' http://127.0.0.1:18085/api/items >/dev/null 2>&1 &)
+sleep 2; EDGE_RSS_LOAD=$(( $(rss_kb "$pid") > EDGE_RSS_LOAD ? $(rss_kb "$pid") : EDGE_RSS_LOAD )); sleep 2
+ACCESS_LINES=$(wc -l <"$WORK/full-access.log")
+stop_pid "$pid"; [ -n "$COMPARE_BIN" ] && stop_pid "$compare_pid"
 # The same everything-on proxy with its limit counted in Redis (scope = "global", default
 # lease): what a limit shared by every replica costs against the per-replica one above.
 redis_pid=$(start_redis)
 pid=$(start_edge global 18092 18093 global); wait_port 18092; sleep 1
 row "edge-proxy, everything on, global limit (Redis)" "$(run_wrk http://127.0.0.1:18092/api/items "$pid" "${KEY[@]}")"
 stop_pid "$pid"; stop_pid "$redis_pid"
-[ -n "$COMPARE_BIN" ] && edge_rows "$COMPARE_BIN" " ($COMPARE_REF)"
 
 # Cached reads: every request after the first answered from the proxy's own cache, the
-# upstream saying `Cache-Control: public, max-age=3600`. These rows are compared with each
-# other, so their runs alternate (nginx, edge proxy, [compare build], nginx, ...) with every
-# server up at once and idle while another is measured: drift over the minutes of a run (this
-# machine's speed moves by about 10 % between runs) falls on each row alike.
-CACHED_NAMES=("nginx, proxy_cache (cached read)" "edge-proxy, edge cache (cached read)")
-CACHED_URLS=(http://127.0.0.1:18100/api/cached http://127.0.0.1:18101/api/cached)
-CACHED_PIDS=("$(start_nginx_cache)" "$(start_edge cached 18101 18102 cached)")
+# upstream saying `Cache-Control: public, max-age=3600`; nginx's proxy_cache and the edge
+# cache (and the compare build's) in turn.
+cached_pids=("$(start_nginx_cache)" "$(start_edge cached 18101 18102 cached)")
+in_turn_add "nginx, proxy_cache (cached read)" http://127.0.0.1:18100/api/cached "${cached_pids[0]}"
+in_turn_add "edge-proxy, edge cache (cached read)" http://127.0.0.1:18101/api/cached "${cached_pids[1]}"
 # The compare build's cached row, when that build has an edge cache (its config check passes).
 if [ -n "$COMPARE_BIN" ] && "$COMPARE_BIN" check --config "$WORK/cached.toml" >/dev/null 2>&1; then
-    CACHED_NAMES+=("edge-proxy ($COMPARE_REF), edge cache (cached read)")
-    CACHED_URLS+=(http://127.0.0.1:18103/api/cached)
-    CACHED_PIDS+=("$(EDGE_BIN=$COMPARE_BIN start_edge cached-compare 18103 18104 cached)")
+    cached_pids+=("$(EDGE_BIN=$COMPARE_BIN start_edge cached-compare 18103 18104 cached)")
+    in_turn_add "edge-proxy ($COMPARE_REF), edge cache (cached read)" http://127.0.0.1:18103/api/cached "${cached_pids[2]}"
 fi
-for i in "${!CACHED_URLS[@]}"; do
-    wait_port "${CACHED_URLS[$i]:17:5}"
-    curl -s -o /dev/null "${CACHED_URLS[$i]}"
-done
-for _ in $(seq 1 "$RUNS"); do
-    for i in "${!CACHED_URLS[@]}"; do
-        wrk_once "${CACHED_URLS[$i]}" "${CACHED_PIDS[$i]}" >>"$WORK/cached-$i.runs"
-    done
-done
-for i in "${!CACHED_URLS[@]}"; do
-    row "${CACHED_NAMES[$i]}" "$(summarise_runs <"$WORK/cached-$i.runs")"
-    stop_pid "${CACHED_PIDS[$i]}"
-done
+in_turn_run
+for pid in "${cached_pids[@]}"; do stop_pid "$pid"; done
 
 log "heap allocations per request (counting build)"
 ALLOC_BARE=$(count_allocations bare 18090 18091)
