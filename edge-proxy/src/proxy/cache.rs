@@ -315,9 +315,9 @@ impl EdgeCache {
 
     /// Notes a key being stored, so a purge of its path finds it.
     pub fn remember(&self, path: &str, key: CompactCacheKey) {
-        let route = key.user_tag.clone();
-        self.budgets
-            .with(&route, |tracked| tracked.index().remember(path, key));
+        if let Some(tracked) = self.budgets.read().get(&*key.user_tag) {
+            tracked.index().remember(path, key);
+        }
     }
 
     /// Purges every stored response of the paths `select` picks from the index; returns how
@@ -373,16 +373,6 @@ impl EdgeCache {
     /// Purges every stored response whose path starts with `prefix` (the admin endpoint).
     pub async fn purge_prefix(&'static self, prefix: &str) -> usize {
         self.purge_paths(|index| index.under(prefix)).await
-    }
-
-    /// Bytes of bodies held, all routes.
-    pub fn bytes(&self) -> usize {
-        self.budgets.total_size()
-    }
-
-    /// Responses held, all routes.
-    pub fn items(&self) -> usize {
-        self.budgets.total_items()
     }
 
     /// Each cached route's bytes and responses held, and what it evicted since the last call.
@@ -460,13 +450,10 @@ impl EvictionManager for Budgets {
         size: usize,
         fresh_until: SystemTime,
     ) -> Vec<CacheEntryKey> {
-        let route = item.key().user_tag.clone();
-        let mut item = Some(item);
-        self.with(&route, |tracked| {
-            let item = item.take().expect("taken once");
-            tracked.admit(item, size, fresh_until)
-        })
-        .unwrap_or_else(|| item.into_iter().collect())
+        match self.read().get(&*item.key().user_tag) {
+            Some(tracked) => tracked.admit(item, size, fresh_until),
+            None => vec![item],
+        }
     }
 
     fn increment_weight(
