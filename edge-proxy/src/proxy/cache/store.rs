@@ -200,13 +200,15 @@ impl HandleHit for Hit {
 
     fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
         let len = self.body.len();
-        if start >= len {
+        let end = end.map_or(len, |end| end.min(len));
+        // An empty or reversed range would make `slice` panic on a request.
+        if start >= end {
             return Error::e_explain(
                 ErrorType::InternalError,
-                format!("seek start out of range {start} >= {len}"),
+                format!("seek range out of bounds {start}..{end} of {len}"),
             );
         }
-        self.range = start..end.map_or(len, |end| end.min(len));
+        self.range = start..end;
         self.done = false;
         Ok(())
     }
@@ -295,6 +297,10 @@ mod tests {
         hit.seek(6, Some(100)).unwrap();
         assert_eq!(hit.read_body().await.unwrap().unwrap(), "world");
         assert!(hit.seek(11, None).is_err());
+        assert!(
+            hit.seek(8, Some(4)).is_err(),
+            "a reversed range is refused, not sliced"
+        );
 
         // A revalidation keeps the body and takes the new freshness.
         let mut revalidated = meta;
