@@ -99,7 +99,7 @@ impl Tracer {
                     .with_kind(SpanKind::Server)
                     .start_with_context(tracer, &parent);
                 let context = span.span_context().clone();
-                (context, Some(span).filter(|s| s.is_recording()))
+                (context, Some(span).filter(|s| s.is_recording()).map(Box::new))
             }
             None if continued => (child_of(&incoming), None),
             None => (
@@ -137,15 +137,17 @@ fn child_of(parent: &SpanContext) -> SpanContext {
 /// One upstream attempt's client span.
 struct Attempt {
     context: SpanContext,
-    span: Option<Span>,
+    span: Option<Box<Span>>,
 }
 
 /// One request's trace.
 pub struct RequestTrace {
     tracer: Option<SdkTracer>,
     server: SpanContext,
-    /// The server span, while the SDK records it.
-    recording: Option<Span>,
+    /// The server span, while the SDK records it. Boxed, as is an attempt's: an SDK span is
+    /// most of a kilobyte, and this trace lives in Pingora's per-request future, which is
+    /// copied into its box on every request whether or not anything is recorded.
+    recording: Option<Box<Span>>,
     attempt: Option<Attempt>,
     /// True when the trace came from the client.
     pub continued: bool,
@@ -188,13 +190,13 @@ impl RequestTrace {
                     ));
                 }
                 let parent = Context::new().with_remote_span_context(self.server.clone());
-                Some(
+                Some(Box::new(
                     tracer
                         .span_builder(method.to_string())
                         .with_kind(SpanKind::Client)
                         .with_attributes(attributes)
                         .start_with_context(tracer, &parent),
-                )
+                ))
             }
             _ => None,
         };
