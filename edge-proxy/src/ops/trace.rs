@@ -1,5 +1,6 @@
 //! Request ids and W3C trace context: a server span per request and a client span per
-//! upstream attempt, parented and propagated with OpenTelemetry's W3C propagator.
+//! upstream attempt, parented with OpenTelemetry's W3C propagator (the upstream's
+//! `traceparent` is written directly, see [`RequestTrace::inject`]).
 //!
 //! A client's `x-request-id` is kept if it is well formed (1–128 characters of letters, digits,
 //! `-`, `_`, `.`, `:`), otherwise the proxy makes one. A valid incoming `traceparent` (any
@@ -11,7 +12,7 @@
 //! `tracing` span could be entered around. With export off, ids are still made and propagated
 //! (and logged) but nothing is recorded.
 
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{
     Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
     Tracer as _, TracerProvider as _,
@@ -19,7 +20,12 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, Span};
+use http::HeaderValue;
 use pingora::http::RequestHeader;
+
+/// The W3C trace context headers.
+const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
 
 /// Longest accepted client request id.
 const MAX_REQUEST_ID: usize = 128;
@@ -251,14 +257,29 @@ impl RequestTrace {
     }
 
     /// Sets `traceparent` / `tracestate` on the upstream request: the current attempt's span
-    /// as the parent.
+    /// as the parent. The same header OpenTelemetry's W3C propagator writes (a test holds
+    /// them equal), written straight into the request: the propagator's way wraps the span
+    /// in a `Context` and formats through `format!`, four allocations per request for a
+    /// fixed 55-byte value.
     pub fn inject(&self, request: &mut RequestHeader) {
         let context = self
             .attempt
             .as_ref()
             .map_or(&self.server, |attempt| &attempt.context);
-        let cx = Context::new().with_remote_span_context(context.clone());
-        TraceContextPropagator::new().inject_context(&cx, &mut Upstream(request));
+        if !context.is_valid() {
+            return;
+        }
+        let value = HeaderValue::from_bytes(&traceparent(context))
+            .unwrap_or_else(|_| unreachable!("traceparent is hex digits and dashes"));
+        if let Err(error) = request.insert_header(TRACEPARENT, value) {
+            tracing::debug!(%error, "cannot set traceparent");
+        }
+        let state = context.trace_state().header();
+        if !state.is_empty() {
+            if let Err(error) = request.insert_header(TRACESTATE, state) {
+                tracing::debug!(%error, "cannot set tracestate");
+            }
+        }
     }
 
     /// Ends the request: the open attempt, then the server span, named `method route`, with
@@ -316,19 +337,21 @@ impl Extractor for Headers<'_> {
     }
 }
 
-/// Writes `traceparent` / `tracestate` into the upstream request (an empty `tracestate` is
-/// left out).
-struct Upstream<'a>(&'a mut RequestHeader);
-
-impl Injector for Upstream<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if value.is_empty() {
-            return;
+/// The W3C `traceparent` value of `context`: version 00, its trace and span ids, and the
+/// sampled flag (the only flag version 00 defines).
+fn traceparent(context: &SpanContext) -> [u8; 55] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    let mut put = |at: usize, bytes: &[u8]| {
+        for (i, byte) in bytes.iter().enumerate() {
+            out[at + 2 * i] = HEX[usize::from(byte >> 4)];
+            out[at + 2 * i + 1] = HEX[usize::from(byte & 0x0f)];
         }
-        if let Err(error) = self.0.insert_header(key.to_string(), value) {
-            tracing::debug!(%error, key, "cannot set trace header");
-        }
-    }
+    };
+    put(3, &context.trace_id().to_bytes());
+    put(36, &context.span_id().to_bytes());
+    put(53, &[(context.trace_flags() & TraceFlags::SAMPLED).to_u8()]);
+    out
 }
 
 #[cfg(test)]
@@ -427,6 +450,50 @@ mod tests {
             assert_ne!(trace.trace_id(), TraceId::INVALID);
             assert_ne!(trace.span_id(), SpanId::INVALID);
             assert_eq!(sent(&trace).1, None, "tracestate only with a valid parent");
+        }
+    }
+
+    /// The headers written by hand are the ones OpenTelemetry's W3C propagator writes, for
+    /// contexts of every flag and with or without a trace state.
+    #[test]
+    fn injects_what_the_w3c_propagator_injects() {
+        let states = [
+            opentelemetry::trace::TraceState::NONE,
+            opentelemetry::trace::TraceState::from_key_value([("vendor", "x"), ("b", "2")])
+                .unwrap(),
+        ];
+        for round in 0..200u32 {
+            let flags = TraceFlags::new((round % 4) as u8 * 0x55);
+            let state = states[round as usize % 2].clone();
+            let trace_id = match round {
+                0 => TraceId::from(1),
+                1 => TraceId::from(u128::MAX),
+                _ => TraceId::from(fastrand::u128(1..)),
+            };
+            let span_id = match round {
+                0 => SpanId::from(1),
+                1 => SpanId::from(u64::MAX),
+                _ => SpanId::from(fastrand::u64(1..)),
+            };
+            let context = SpanContext::new(trace_id, span_id, flags, false, state);
+            let trace = RequestTrace {
+                tracer: None,
+                server: context.clone(),
+                recording: None,
+                attempt: None,
+                continued: false,
+            };
+            let mut expected = std::collections::HashMap::new();
+            TraceContextPropagator::new().inject_context(
+                &Context::new().with_remote_span_context(context),
+                &mut expected,
+            );
+            let (parent, state) = sent(&trace);
+            assert_eq!(Some(&parent), expected.get("traceparent"), "round {round}");
+            assert_eq!(
+                state,
+                expected.get("tracestate").filter(|s| !s.is_empty()).cloned()
+            );
         }
     }
 
