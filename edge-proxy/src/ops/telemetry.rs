@@ -112,8 +112,10 @@ where
             return self.standard.format_event(ctx, writer, event);
         }
         writer.write_str("{\"timestamp\":\"")?;
-        SystemTime.format_time(&mut writer)?;
-        write!(writer, "\",\"level\":\"{}\"", meta.level())?;
+        write_timestamp(&mut writer, std::time::SystemTime::now())?;
+        writer.write_str("\",\"level\":\"")?;
+        writer.write_str(meta.level().as_str())?;
+        writer.write_char('"')?;
         let mut fields = JsonFields {
             writer: &mut writer,
             result: Ok(()),
@@ -133,8 +135,13 @@ struct JsonFields<'a, 'w> {
 impl JsonFields<'_, '_> {
     fn entry(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
         if self.result.is_ok() {
-            self.result =
-                write!(self.writer, ",\"{}\":", field.name()).and_then(|()| value(self.writer));
+            // Field names are Rust identifiers: nothing to escape.
+            self.result = self
+                .writer
+                .write_str(",\"")
+                .and_then(|()| self.writer.write_str(field.name()))
+                .and_then(|()| self.writer.write_str("\":"))
+                .and_then(|()| value(self.writer));
         }
     }
 }
@@ -158,26 +165,102 @@ impl Visit for JsonFields<'_, '_> {
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.entry(field, |w| write!(w, "{value}"));
+        self.entry(field, |w| w.write_str(itoa::Buffer::new().format(value)));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.entry(field, |w| write!(w, "{value}"));
+        self.entry(field, |w| w.write_str(itoa::Buffer::new().format(value)));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.entry(field, |w| write!(w, "{value}"));
+        self.entry(field, |w| w.write_str(if value { "true" } else { "false" }));
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
+        // ryu, as serde_json (the standard formatter) writes floats.
         self.entry(field, |w| {
             if value.is_finite() {
-                write!(w, "{value}")
+                w.write_str(ryu::Buffer::new().format_finite(value))
             } else {
                 w.write_str("null")
             }
         });
     }
+}
+
+/// `time` as tracing-subscriber's `SystemTime` writes it (RFC 3339, UTC, microseconds:
+/// `2026-11-28T13:47:37.123456Z`), the date and time of day kept per thread for the second
+/// they belong to, so a line formats only its microseconds. `time` is the current time: a
+/// clock past the year 9999 (or before 1970) is left to tracing-subscriber's formatter,
+/// which reads it again.
+fn write_timestamp(writer: &mut Writer<'_>, time: std::time::SystemTime) -> fmt::Result {
+    thread_local! {
+        static SECOND: std::cell::Cell<(u64, [u8; 20])> = const { std::cell::Cell::new((u64::MAX, [0; 20])) };
+    }
+    let Ok(since) = time.duration_since(std::time::UNIX_EPOCH) else {
+        return SystemTime.format_time(writer);
+    };
+    let secs = since.as_secs();
+    if secs >= MAX_TIMESTAMP_SECS {
+        return SystemTime.format_time(writer);
+    }
+    let prefix = SECOND.with(|cell| {
+        let (cached, prefix) = cell.get();
+        if cached == secs {
+            return prefix;
+        }
+        let prefix = second_prefix(secs);
+        cell.set((secs, prefix));
+        prefix
+    });
+    let mut out = [0u8; 27];
+    out[..20].copy_from_slice(&prefix);
+    let mut micros = since.subsec_micros();
+    for digit in out[20..26].iter_mut().rev() {
+        *digit = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    out[26] = b'Z';
+    writer.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+}
+
+/// 10000-01-01T00:00:00Z: the first second whose year takes five digits.
+const MAX_TIMESTAMP_SECS: u64 = 253_402_300_800;
+
+/// `YYYY-MM-DDTHH:MM:SS.` of a second since the epoch (before [`MAX_TIMESTAMP_SECS`]).
+fn second_prefix(secs: u64) -> [u8; 20] {
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let of_day = secs % 86_400;
+    let mut out = *b"0000-00-00T00:00:00.";
+    let mut put = |at: usize, value: u64, width: usize| {
+        let mut value = value;
+        for digit in out[at..at + width].iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, year as u64, 4);
+    put(5, u64::from(month), 2);
+    put(8, u64::from(day), 2);
+    put(11, of_day / 3600, 2);
+    put(14, of_day / 60 % 60, 2);
+    put(17, of_day % 60, 2);
+    out
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// A JSON string's contents: quotes, backslashes and control characters escaped.
@@ -279,5 +362,87 @@ mod tests {
         assert_eq!(fast["path"], "/a\"b\\c\nd\u{1}é");
         assert_eq!(fast["status"], 200);
         assert_eq!(fast["latency_ms"], 1.25);
+    }
+
+    /// Days before `year`'s first, month lengths: the calendar the slow way.
+    fn reference_prefix(secs: u64) -> String {
+        let leap = |y: u64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let mut days = secs / 86_400;
+        let mut year = 1970;
+        while days >= if leap(year) { 366 } else { 365 } {
+            days -= if leap(year) { 366 } else { 365 };
+            year += 1;
+        }
+        let lengths = [
+            31,
+            if leap(year) { 29 } else { 28 },
+            31,
+            30,
+            31,
+            30,
+            31,
+            31,
+            30,
+            31,
+            30,
+            31,
+        ];
+        let mut month = 0;
+        while days >= lengths[month] {
+            days -= lengths[month];
+            month += 1;
+        }
+        let of_day = secs % 86_400;
+        format!(
+            "{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}.",
+            month + 1,
+            days + 1,
+            of_day / 3600,
+            of_day / 60 % 60,
+            of_day % 60
+        )
+    }
+
+    #[test]
+    fn timestamps_are_the_calendar_s() {
+        let prefix = |secs| String::from_utf8(second_prefix(secs).to_vec()).unwrap();
+        assert_eq!(prefix(0), "1970-01-01T00:00:00.");
+        assert_eq!(prefix(951_782_400), "2000-02-29T00:00:00.");
+        assert_eq!(prefix(4_107_542_400), "2100-03-01T00:00:00.");
+        assert_eq!(prefix(MAX_TIMESTAMP_SECS - 1), "9999-12-31T23:59:59.");
+        for _ in 0..2000 {
+            let secs = fastrand::u64(0..MAX_TIMESTAMP_SECS);
+            assert_eq!(prefix(secs), reference_prefix(secs), "{secs}");
+        }
+        let at = |secs, nanos| {
+            let mut text = String::new();
+            let time = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+            write_timestamp(&mut Writer::new(&mut text), time).unwrap();
+            text
+        };
+        assert_eq!(
+            at(1_795_873_657, 123_456_789),
+            "2026-11-28T13:47:37.123456Z"
+        );
+        assert_eq!(at(1_795_873_657, 7_000), "2026-11-28T13:47:37.000007Z");
+        // The cached second is not reused for the next one.
+        assert_eq!(at(1_795_873_658, 0), "2026-11-28T13:47:38.000000Z");
+    }
+
+    #[test]
+    fn a_timestamp_now_is_tracing_subscriber_s() {
+        loop {
+            let (mut ours, mut standard) = (String::new(), String::new());
+            write_timestamp(&mut Writer::new(&mut ours), std::time::SystemTime::now()).unwrap();
+            SystemTime
+                .format_time(&mut Writer::new(&mut standard))
+                .unwrap();
+            assert_eq!(ours.len(), standard.len(), "{ours} / {standard}");
+            // The two were read a moment apart; compare them within one second.
+            if ours[..20] == standard[..20] {
+                assert!(ours[20..26].bytes().all(|b| b.is_ascii_digit()) && ours.ends_with('Z'));
+                break;
+            }
+        }
     }
 }
