@@ -12,6 +12,7 @@
 //! `tracing` span could be entered around. With export off, ids are still made and propagated
 //! (and logged) but nothing is recorded.
 
+use http::HeaderValue;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{
     Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
@@ -20,7 +21,6 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, Span};
-use http::HeaderValue;
 use pingora::http::RequestHeader;
 
 /// The W3C trace context headers.
@@ -105,7 +105,10 @@ impl Tracer {
                     .with_kind(SpanKind::Server)
                     .start_with_context(tracer, &parent);
                 let context = span.span_context().clone();
-                (context, Some(span).filter(|s| s.is_recording()).map(Box::new))
+                (
+                    context,
+                    Some(span).filter(|s| s.is_recording()).map(Box::new),
+                )
             }
             None if continued => (child_of(&incoming), None),
             None => (
@@ -167,6 +170,17 @@ impl RequestTrace {
     /// The proxy's server span.
     pub fn span_id(&self) -> SpanId {
         self.server.span_id()
+    }
+
+    /// The trace and server span ids as text, without formatting machinery.
+    pub fn hex_ids(&self) -> HexIds {
+        let mut ids = HexIds {
+            trace: [0; 32],
+            span: [0; 16],
+        };
+        hex(&mut ids.trace, &self.trace_id().to_bytes());
+        hex(&mut ids.span, &self.span_id().to_bytes());
+        ids
     }
 
     pub fn is_sampled(&self) -> bool {
@@ -340,18 +354,39 @@ impl Extractor for Headers<'_> {
 /// The W3C `traceparent` value of `context`: version 00, its trace and span ids, and the
 /// sampled flag (the only flag version 00 defines).
 fn traceparent(context: &SpanContext) -> [u8; 55] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
-    let mut put = |at: usize, bytes: &[u8]| {
-        for (i, byte) in bytes.iter().enumerate() {
-            out[at + 2 * i] = HEX[usize::from(byte >> 4)];
-            out[at + 2 * i + 1] = HEX[usize::from(byte & 0x0f)];
-        }
-    };
-    put(3, &context.trace_id().to_bytes());
-    put(36, &context.span_id().to_bytes());
-    put(53, &[(context.trace_flags() & TraceFlags::SAMPLED).to_u8()]);
+    hex(&mut out[3..35], &context.trace_id().to_bytes());
+    hex(&mut out[36..52], &context.span_id().to_bytes());
+    hex(
+        &mut out[53..55],
+        &[(context.trace_flags() & TraceFlags::SAMPLED).to_u8()],
+    );
     out
+}
+
+/// `bytes` as lower-case hex digits into `out` (twice their length).
+fn hex(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+}
+
+/// A request's trace and span ids as hex text, for its access-log line.
+pub struct HexIds {
+    trace: [u8; 32],
+    span: [u8; 16],
+}
+
+impl HexIds {
+    pub fn trace_id(&self) -> &str {
+        std::str::from_utf8(&self.trace).unwrap_or("-")
+    }
+
+    pub fn span_id(&self) -> &str {
+        std::str::from_utf8(&self.span).unwrap_or("-")
+    }
 }
 
 #[cfg(test)]
@@ -490,9 +525,15 @@ mod tests {
             );
             let (parent, state) = sent(&trace);
             assert_eq!(Some(&parent), expected.get("traceparent"), "round {round}");
+            let ids = trace.hex_ids();
+            assert_eq!(ids.trace_id(), trace.trace_id().to_string());
+            assert_eq!(ids.span_id(), trace.span_id().to_string());
             assert_eq!(
                 state,
-                expected.get("tracestate").filter(|s| !s.is_empty()).cloned()
+                expected
+                    .get("tracestate")
+                    .filter(|s| !s.is_empty())
+                    .cloned()
             );
         }
     }

@@ -49,7 +49,7 @@ use crate::admission::ratelimit::RateLimiter;
 use crate::config::Route;
 use crate::ops::clock::Clock;
 use crate::ops::metrics::{Metrics, RouteMetrics};
-use crate::ops::trace::{request_id, Tracer};
+use crate::ops::trace::{request_id, HexIds, RequestTrace, Tracer};
 use crate::upstream::pool::ServicePool;
 use crate::upstream::sigv4::{sign_request, Signer};
 use cache::{EdgeCache, Outcome};
@@ -684,23 +684,15 @@ impl ProxyHttp for EdgeProxy {
             let kind = error.map(|e| e.etype().as_str());
             trace.finish(request.method.as_str(), route, status, kind);
         }
-        let (trace_id, span_id) = match &ctx.trace {
-            Some(trace) => (
-                &trace.trace_id() as &dyn std::fmt::Display,
-                &trace.span_id() as &dyn std::fmt::Display,
-            ),
-            None => (
-                &NONE as &dyn std::fmt::Display,
-                &NONE as &dyn std::fmt::Display,
-            ),
-        };
+        // Text fields as &str (written as they are), not Display (through fmt's machinery).
+        let ids = ctx.trace.as_ref().map(RequestTrace::hex_ids);
         tracing::info!(
             target: "access",
-            request_id = %ctx.request_id,
-            trace_id = %trace_id,
-            span_id = %span_id,
-            method = %request.method,
-            path = %request.uri.path(),
+            request_id = ctx.request_id.as_str(),
+            trace_id = ids.as_ref().map_or(NONE, HexIds::trace_id),
+            span_id = ids.as_ref().map_or(NONE, HexIds::span_id),
+            method = request.method.as_str(),
+            path = request.uri.path(),
             route,
             status,
             latency_ms = latency * 1000.0,
