@@ -16,7 +16,9 @@
 
 use std::collections::HashSet;
 
-use http::HeaderMap;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -37,16 +39,30 @@ pub struct Identity {
     pub consumer: String,
     pub scopes: Vec<String>,
     pub method: AuthMethod,
+    /// `id` and the space-joined scopes as header values, made with the identity (an API
+    /// key's once, at load, shared by all its requests); `None` when either is not a valid
+    /// header value.
+    headers: Option<(HeaderValue, HeaderValue)>,
 }
 
 impl Identity {
     fn new(method: AuthMethod, consumer: String, scopes: Vec<String>) -> Identity {
+        let id = format!("{}:{consumer}", method.prefix());
+        let headers = HeaderValue::from_str(&id)
+            .ok()
+            .zip(HeaderValue::from_str(&scopes.join(" ")).ok());
         Identity {
-            id: format!("{}:{consumer}", method.prefix()),
+            id,
             consumer,
             scopes,
             method,
+            headers,
         }
+    }
+
+    /// `x-consumer-id` and `x-consumer-scopes` as forwarded.
+    pub fn header_values(&self) -> Option<&(HeaderValue, HeaderValue)> {
+        self.headers.as_ref()
     }
 }
 
@@ -103,6 +119,8 @@ struct Claims {
 
 pub struct Authenticator {
     api_keys: Vec<ApiKey>,
+    /// Each key's identity, made once: a request shares it.
+    key_identities: Vec<Arc<Identity>>,
     jwt: JwtSettings,
     hmac_key: Option<DecodingKey>,
     pub jwks: JwksKeys,
@@ -122,8 +140,19 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 impl Authenticator {
     pub fn new(api_keys: Vec<ApiKey>, jwt: JwtSettings) -> Authenticator {
         let hmac_key = jwt.hs256_secret.as_deref().map(DecodingKey::from_secret);
+        let key_identities = api_keys
+            .iter()
+            .map(|key| {
+                Arc::new(Identity::new(
+                    AuthMethod::ApiKey,
+                    key.consumer.clone(),
+                    key.scopes.clone(),
+                ))
+            })
+            .collect();
         Authenticator {
             api_keys,
+            key_identities,
             jwt,
             hmac_key,
             jwks: JwksKeys::default(),
@@ -135,7 +164,7 @@ impl Authenticator {
         &self,
         mode: AuthMode,
         headers: &HeaderMap,
-    ) -> Result<Option<Identity>, AuthError> {
+    ) -> Result<Option<Arc<Identity>>, AuthError> {
         let api_key = headers.get("x-api-key");
         let token = headers.get(http::header::AUTHORIZATION);
         match mode {
@@ -145,12 +174,12 @@ impl Authenticator {
                 None => Err(AuthError::Missing),
             },
             AuthMode::Jwt => match token {
-                Some(_) => self.jwt(headers).map(Some),
+                Some(_) => self.jwt(headers).map(|identity| Some(Arc::new(identity))),
                 None => Err(AuthError::Missing),
             },
             AuthMode::Any => match (api_key, token) {
                 (Some(key), _) => self.api_key(key.as_bytes()).map(Some),
-                (None, Some(_)) => self.jwt(headers).map(Some),
+                (None, Some(_)) => self.jwt(headers).map(|identity| Some(Arc::new(identity))),
                 (None, None) => Err(AuthError::Missing),
             },
         }
@@ -168,18 +197,16 @@ impl Authenticator {
         }
     }
 
-    fn api_key(&self, presented: &[u8]) -> Result<Identity, AuthError> {
+    fn api_key(&self, presented: &[u8]) -> Result<Arc<Identity>, AuthError> {
         let presented: [u8; 32] = Sha256::digest(presented).into();
         // Compare with every key, in constant time, and only then pick the match.
-        let mut found: Option<&ApiKey> = None;
-        for key in &self.api_keys {
+        let mut found: Option<&Arc<Identity>> = None;
+        for (key, identity) in self.api_keys.iter().zip(&self.key_identities) {
             if bool::from(key.sha256.ct_eq(&presented)) {
-                found = Some(key);
+                found = Some(identity);
             }
         }
-        found
-            .map(|key| Identity::new(AuthMethod::ApiKey, key.consumer.clone(), key.scopes.clone()))
-            .ok_or(AuthError::Invalid)
+        found.cloned().ok_or(AuthError::Invalid)
     }
 
     fn validation(&self, algorithm: Algorithm) -> Validation {
@@ -366,7 +393,7 @@ mod tests {
         headers
     }
 
-    fn check(token: &str) -> Result<Option<Identity>, AuthError> {
+    fn check(token: &str) -> Result<Option<Arc<Identity>>, AuthError> {
         authenticator().authenticate(
             AuthMode::Jwt,
             &headers("authorization", &format!("Bearer {token}")),
@@ -597,6 +624,15 @@ mod tests {
             (identity.consumer.as_str(), identity.method),
             ("ci", AuthMethod::ApiKey)
         );
+        // Made once with the authenticator and shared, header values included.
+        let again = auth
+            .authenticate(AuthMode::ApiKey, &headers("x-api-key", "good-key"))
+            .unwrap()
+            .unwrap();
+        assert!(Arc::ptr_eq(&identity, &again));
+        let (id, scopes) = identity.header_values().unwrap();
+        assert_eq!(id, "api-key:ci");
+        assert_eq!(scopes, identity.scopes.join(" ").as_str());
         assert_eq!(
             auth.authenticate(AuthMode::ApiKey, &headers("x-api-key", "unknown")),
             Err(AuthError::Invalid)

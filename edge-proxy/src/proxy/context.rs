@@ -75,7 +75,7 @@ pub struct RequestCtx {
     pub retry_decided: Option<bool>,
     /// The instance of the latest attempt, for the access log.
     pub last_instance: Option<Arc<Instance>>,
-    pub identity: Option<Identity>,
+    pub identity: Option<Arc<Identity>>,
     pub rate: Option<(Arc<RatePolicy>, Decision)>,
     pub auth_outcome: AuthOutcome,
     pub request_id: String,

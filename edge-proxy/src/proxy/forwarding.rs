@@ -100,8 +100,18 @@ impl Forwarding<'_> {
             trace.inject(upstream_request);
         }
         if let Some(identity) = self.identity {
-            upstream_request.insert_header("x-consumer-id", identity.id.as_str())?;
-            upstream_request.insert_header("x-consumer-scopes", identity.scopes.join(" "))?;
+            match identity.header_values() {
+                Some((id, scopes)) => {
+                    upstream_request.insert_header("x-consumer-id", id.clone())?;
+                    upstream_request.insert_header("x-consumer-scopes", scopes.clone())?;
+                }
+                // Not valid as header values: refused here as before.
+                None => {
+                    upstream_request.insert_header("x-consumer-id", identity.id.as_str())?;
+                    upstream_request
+                        .insert_header("x-consumer-scopes", identity.scopes.join(" "))?;
+                }
+            }
             upstream_request.insert_header("x-auth-method", identity.method.as_str())?;
         }
         Ok(())

@@ -402,7 +402,7 @@ impl ProxyHttp for EdgeProxy {
             host: &attempt.instance.host,
             request_id: &ctx.request_id,
             trace: ctx.trace.as_ref(),
-            identity: ctx.identity.as_ref(),
+            identity: ctx.identity.as_deref(),
             forward_credentials: ctx.state.config.auth.forward_credentials,
             signed: target.pool.config.aws_iam,
         }
