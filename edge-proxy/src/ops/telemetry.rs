@@ -366,7 +366,8 @@ mod tests {
 
     /// Days before `year`'s first, month lengths: the calendar the slow way.
     fn reference_prefix(secs: u64) -> String {
-        let leap = |y: u64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let leap =
+            |y: u64| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
         let mut days = secs / 86_400;
         let mut year = 1970;
         while days >= if leap(year) { 366 } else { 365 } {
