@@ -1,12 +1,13 @@
 //! What an upstream receives, and what a client gets back, beyond the basics in `edge.rs`:
 //! credentials forwarded when configured, ES256 tokens verified with keys from a JWKS file,
-//! the proxy's own span in the trace context, and rate-limit headers on the upstream's error
-//! answers too.
+//! the proxy's own span in the trace context, rate-limit headers on the upstream's error
+//! answers too, and the client's own headers as the upstream sees them.
 
 mod support;
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use support::{client, start_proxy, Behaviour, Stub};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn config(upstream: &str, auth_extra: &str) -> String {
     let jwks = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/jwks-ec.json");
@@ -183,4 +184,68 @@ async fn rate_limit_headers_come_back_on_the_upstreams_errors_too() {
         .unwrap()
         .to_string();
     assert!(remaining.starts_with("\"default\";r=99;"), "{remaining}");
+}
+
+/// Every header a client sends reaches the upstream with its value (a repeated one each time)
+/// and its name lower-case: the upstream's copy of the head keeps no case of its own (HTTP
+/// names are case-insensitive; Lambda lower-cases them too). `Host` is the instance's, title
+/// -cased by Pingora; each of the proxy's own headers is there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_headers_reach_the_upstream_with_their_values_and_lower_case_names() {
+    let stub = Stub::start("svc", Behaviour::Ok).await;
+    let proxy = start_proxy(&config(&stub.url(), ""), None).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"GET /api/x?q=1 HTTP/1.1\r\nHost: example.test\r\nX-Api-Key: ci-key\r\n\
+              X-Custom-Thing: Mixed Case Value\r\nX-Multi: one\r\nX-Multi: two\r\n\
+              Accept: application/json\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+
+    let head = stub.last_head.lock().unwrap().clone();
+    assert!(
+        head.starts_with("GET /svc/api/x?q=1 HTTP/1.1\r\n"),
+        "{head}"
+    );
+    for line in [
+        "x-custom-thing: Mixed Case Value",
+        "x-multi: one",
+        "x-multi: two",
+        "accept: application/json",
+        "x-consumer-id: api-key:ci",
+    ] {
+        assert!(head.contains(&format!("\r\n{line}\r\n")), "{line}: {head}");
+    }
+    assert!(
+        head.contains(&format!(
+            "\r\nHost: {}\r\n",
+            stub.url()["http://".len()..].trim_end_matches("/svc")
+        )),
+        "{head}"
+    );
+    assert!(!head.contains("example.test"), "{head}");
+    for name in [
+        "Host",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-request-id",
+        "traceparent",
+        "x-consumer-id",
+        "x-consumer-scopes",
+        "x-auth-method",
+    ] {
+        assert_eq!(
+            head.matches(&format!("\r\n{name}: ")).count(),
+            1,
+            "{name}: {head}"
+        );
+    }
 }

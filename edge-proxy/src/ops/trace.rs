@@ -12,7 +12,7 @@
 //! `tracing` span could be entered around. With export off, ids are still made and propagated
 //! (and logged) but nothing is recorded.
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{
     Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
@@ -21,11 +21,10 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, Span};
-use pingora::http::RequestHeader;
 
 /// The W3C trace context headers.
-const TRACEPARENT: &str = "traceparent";
-const TRACESTATE: &str = "tracestate";
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// Longest accepted client request id.
 const MAX_REQUEST_ID: usize = 128;
@@ -275,7 +274,7 @@ impl RequestTrace {
     /// them equal), written straight into the request: the propagator's way wraps the span
     /// in a `Context` and formats through `format!`, four allocations per request for a
     /// fixed 55-byte value.
-    pub fn inject(&self, request: &mut RequestHeader) {
+    pub fn inject(&self, headers: &mut http::HeaderMap) {
         let context = self
             .attempt
             .as_ref()
@@ -285,13 +284,18 @@ impl RequestTrace {
         }
         let value = HeaderValue::from_bytes(&traceparent(context))
             .unwrap_or_else(|_| unreachable!("traceparent is hex digits and dashes"));
-        if let Err(error) = request.insert_header(TRACEPARENT, value) {
+        if let Err(error) = headers.try_insert(TRACEPARENT.clone(), value) {
             tracing::debug!(%error, "cannot set traceparent");
         }
         let state = context.trace_state().header();
         if !state.is_empty() {
-            if let Err(error) = request.insert_header(TRACESTATE, state) {
-                tracing::debug!(%error, "cannot set tracestate");
+            match HeaderValue::try_from(state) {
+                Ok(value) => {
+                    if let Err(error) = headers.try_insert(TRACESTATE.clone(), value) {
+                        tracing::debug!(%error, "cannot set tracestate");
+                    }
+                }
+                Err(error) => tracing::debug!(%error, "cannot set tracestate"),
             }
         }
     }
@@ -422,11 +426,10 @@ mod tests {
 
     /// `(traceparent, tracestate)` the upstream gets.
     fn sent(trace: &RequestTrace) -> (String, Option<String>) {
-        let mut request = RequestHeader::build("GET", b"/", None).unwrap();
-        trace.inject(&mut request);
+        let mut headers = http::HeaderMap::new();
+        trace.inject(&mut headers);
         let header = |name| {
-            request
-                .headers
+            headers
                 .get(name)
                 .map(|v: &http::HeaderValue| v.to_str().unwrap().to_string())
         };

@@ -3,7 +3,8 @@
 //! context, and none of the hop-by-hop headers or (unless configured, and never to a signed
 //! upstream) the client's credentials; a signed upstream gets none of the client's `x-amz-*`.
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use smallvec::SmallVec;
@@ -15,6 +16,29 @@ use crate::ops::trace::RequestTrace;
 
 /// Identity headers the proxy sets; any a client sends are removed first.
 pub const IDENTITY_HEADERS: [&str; 3] = ["x-consumer-id", "x-consumer-scopes", "x-auth-method"];
+
+/// The same names, as header names (static: setting one allocates nothing).
+static IDENTITY_NAMES: [HeaderName; 3] = [
+    HeaderName::from_static(IDENTITY_HEADERS[0]),
+    HeaderName::from_static(IDENTITY_HEADERS[1]),
+    HeaderName::from_static(IDENTITY_HEADERS[2]),
+];
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// At most how many headers [`Forwarding::apply`] adds, room made for them at once.
+const ADDED_HEADERS: usize = 10;
+
+/// A header the upstream request cannot hold (a value that is not a valid header, or more
+/// headers than a map holds): the request fails, as Pingora's own header errors do.
+fn invalid(error: impl std::error::Error + Send + Sync + 'static) -> Box<pingora::Error> {
+    pingora::Error::because(
+        pingora::ErrorType::InvalidHTTPHeader,
+        "upstream request header",
+        error,
+    )
+}
 
 /// Headers that belong to one connection and are never forwarded.
 const HOP_BY_HOP: [&str; 7] = [
@@ -55,6 +79,13 @@ impl Forwarding<'_> {
     }
 
     /// Rewrites `upstream_request` (Pingora's copy of the client's head) for the upstream.
+    ///
+    /// The copy is taken apart and its headers rewritten in their plain `http` map. Pingora
+    /// keeps a second map beside it to preserve the case of each name as the client sent it,
+    /// and every header set through its API is parsed into a new name and cloned into that
+    /// map (two allocations a header); without it, names go upstream lower-case (the standard
+    /// ones title-cased as Pingora writes them), as HTTP allows and Lambda does with them
+    /// anyway.
     pub fn apply(
         &self,
         session: &Session,
@@ -69,50 +100,70 @@ impl Forwarding<'_> {
         let uri = path_and_query.parse::<http::Uri>().map_err(|e| {
             pingora::Error::because(pingora::ErrorType::InternalError, "rewritten uri", e)
         })?;
-        upstream_request.set_uri(uri);
-        // One pass over what the client sent decides what goes (usually nothing: each
-        // removal by name costs a lookup in both of Pingora's header maps).
-        let dropped: SmallVec<[HeaderName; 4]> = upstream_request
-            .headers
+        let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
+        let mut parts: Parts = std::mem::replace(upstream_request, placeholder).into();
+        parts.uri = uri;
+        let rewritten = self.headers(session, &mut parts.headers);
+        *upstream_request = RequestHeader::from(parts);
+        rewritten
+    }
+
+    /// The upstream's headers, from the client's.
+    fn headers(&self, session: &Session, headers: &mut HeaderMap) -> pingora::Result<()> {
+        // One pass over what the client sent decides what goes (usually nothing).
+        let dropped: SmallVec<[HeaderName; 4]> = headers
             .keys()
             .filter(|name| self.drops(name))
             .cloned()
             .collect();
         for name in &dropped {
-            upstream_request.remove_header(name);
+            headers.remove(name);
         }
-        upstream_request.insert_header(header::HOST, self.host.clone())?;
+        headers.try_reserve(ADDED_HEADERS).map_err(invalid)?;
+        headers
+            .try_insert(header::HOST, self.host.clone())
+            .map_err(invalid)?;
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
             let client_ip = addr.ip().to_string();
-            let forwarded_for = match upstream_request
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(existing) => format!("{existing}, {client_ip}"),
-                None => client_ip,
+            let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+                Some(existing) => HeaderValue::try_from(format!("{existing}, {client_ip}")),
+                None => HeaderValue::try_from(client_ip),
             };
-            upstream_request.insert_header("x-forwarded-for", forwarded_for)?;
+            headers
+                .try_insert(X_FORWARDED_FOR.clone(), forwarded_for.map_err(invalid)?)
+                .map_err(invalid)?;
         }
-        upstream_request.insert_header("x-forwarded-proto", HeaderValue::from_static("http"))?;
-        upstream_request.insert_header("x-request-id", self.request_id)?;
+        headers
+            .try_insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"))
+            .map_err(invalid)?;
+        let request_id = HeaderValue::from_str(self.request_id).map_err(invalid)?;
+        headers
+            .try_insert(X_REQUEST_ID.clone(), request_id)
+            .map_err(invalid)?;
         if let Some(trace) = self.trace {
-            trace.inject(upstream_request);
+            trace.inject(headers);
         }
         if let Some(identity) = self.identity {
-            match identity.header_values() {
-                Some((id, scopes)) => {
-                    upstream_request.insert_header("x-consumer-id", id.clone())?;
-                    upstream_request.insert_header("x-consumer-scopes", scopes.clone())?;
-                }
-                // Not valid as header values: refused here as before.
-                None => {
-                    upstream_request.insert_header("x-consumer-id", identity.id.as_str())?;
-                    upstream_request
-                        .insert_header("x-consumer-scopes", identity.scopes.join(" "))?;
-                }
-            }
-            upstream_request.insert_header("x-auth-method", identity.method.as_str())?;
+            let (id, scopes) = match identity.header_values() {
+                Some((id, scopes)) => (id.clone(), scopes.clone()),
+                // Not valid as header values: the request is refused, as before.
+                None => (
+                    HeaderValue::from_str(&identity.id).map_err(invalid)?,
+                    HeaderValue::from_str(&identity.scopes.join(" ")).map_err(invalid)?,
+                ),
+            };
+            headers
+                .try_insert(IDENTITY_NAMES[0].clone(), id)
+                .map_err(invalid)?;
+            headers
+                .try_insert(IDENTITY_NAMES[1].clone(), scopes)
+                .map_err(invalid)?;
+            headers
+                .try_insert(
+                    IDENTITY_NAMES[2].clone(),
+                    HeaderValue::from_static(identity.method.as_str()),
+                )
+                .map_err(invalid)?;
         }
         Ok(())
     }
