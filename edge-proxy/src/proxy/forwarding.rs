@@ -30,16 +30,6 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// At most how many headers [`Forwarding::apply`] adds, room made for them at once.
 const ADDED_HEADERS: usize = 10;
 
-/// A header the upstream request cannot hold (a value that is not a valid header, or more
-/// headers than a map holds): the request fails, as Pingora's own header errors do.
-fn invalid(error: impl std::error::Error + Send + Sync + 'static) -> Box<pingora::Error> {
-    pingora::Error::because(
-        pingora::ErrorType::InvalidHTTPHeader,
-        "upstream request header",
-        error,
-    )
-}
-
 /// Headers that belong to one connection and are never forwarded.
 const HOP_BY_HOP: [&str; 7] = [
     "connection",
@@ -105,11 +95,17 @@ impl Forwarding<'_> {
         parts.uri = uri;
         let rewritten = self.headers(session, &mut parts.headers);
         *upstream_request = RequestHeader::from(parts);
-        rewritten
+        rewritten.map_err(|e| {
+            pingora::Error::because(
+                pingora::ErrorType::InvalidHTTPHeader,
+                "upstream request header",
+                e,
+            )
+        })
     }
 
     /// The upstream's headers, from the client's.
-    fn headers(&self, session: &Session, headers: &mut HeaderMap) -> pingora::Result<()> {
+    fn headers(&self, session: &Session, headers: &mut HeaderMap) -> Result<(), http::Error> {
         // One pass over what the client sent decides what goes (usually nothing).
         let dropped: SmallVec<[HeaderName; 4]> = headers
             .keys()
@@ -119,27 +115,21 @@ impl Forwarding<'_> {
         for name in &dropped {
             headers.remove(name);
         }
-        headers.try_reserve(ADDED_HEADERS).map_err(invalid)?;
-        headers
-            .try_insert(header::HOST, self.host.clone())
-            .map_err(invalid)?;
+        headers.try_reserve(ADDED_HEADERS)?;
+        headers.try_insert(header::HOST, self.host.clone())?;
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
             let client_ip = addr.ip().to_string();
             let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-                Some(existing) => HeaderValue::try_from(format!("{existing}, {client_ip}")),
-                None => HeaderValue::try_from(client_ip),
+                Some(existing) => HeaderValue::try_from(format!("{existing}, {client_ip}"))?,
+                None => HeaderValue::try_from(client_ip)?,
             };
-            headers
-                .try_insert(X_FORWARDED_FOR.clone(), forwarded_for.map_err(invalid)?)
-                .map_err(invalid)?;
+            headers.try_insert(X_FORWARDED_FOR.clone(), forwarded_for)?;
         }
-        headers
-            .try_insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"))
-            .map_err(invalid)?;
-        let request_id = HeaderValue::from_str(self.request_id).map_err(invalid)?;
-        headers
-            .try_insert(X_REQUEST_ID.clone(), request_id)
-            .map_err(invalid)?;
+        headers.try_insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"))?;
+        headers.try_insert(
+            X_REQUEST_ID.clone(),
+            HeaderValue::from_str(self.request_id)?,
+        )?;
         if let Some(trace) = self.trace {
             trace.inject(headers);
         }
@@ -148,22 +138,14 @@ impl Forwarding<'_> {
                 Some((id, scopes)) => (id.clone(), scopes.clone()),
                 // Not valid as header values: the request is refused, as before.
                 None => (
-                    HeaderValue::from_str(&identity.id).map_err(invalid)?,
-                    HeaderValue::from_str(&identity.scopes.join(" ")).map_err(invalid)?,
+                    HeaderValue::from_str(&identity.id)?,
+                    HeaderValue::from_str(&identity.scopes.join(" "))?,
                 ),
             };
-            headers
-                .try_insert(IDENTITY_NAMES[0].clone(), id)
-                .map_err(invalid)?;
-            headers
-                .try_insert(IDENTITY_NAMES[1].clone(), scopes)
-                .map_err(invalid)?;
-            headers
-                .try_insert(
-                    IDENTITY_NAMES[2].clone(),
-                    HeaderValue::from_static(identity.method.as_str()),
-                )
-                .map_err(invalid)?;
+            let method = HeaderValue::from_static(identity.method.as_str());
+            headers.try_insert(IDENTITY_NAMES[0].clone(), id)?;
+            headers.try_insert(IDENTITY_NAMES[1].clone(), scopes)?;
+            headers.try_insert(IDENTITY_NAMES[2].clone(), method)?;
         }
         Ok(())
     }
