@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use http::header::{self, HeaderName, HeaderValue};
 use http::Method;
 use opentelemetry::KeyValue;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -533,15 +534,13 @@ impl ProxyHttp for EdgeProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        let mut added = ResponseHeaders::default();
         if let Some(target) = &ctx.route {
-            let rewritten = upstream_response
+            added.location = upstream_response
                 .headers
-                .get("location")
+                .get(header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|location| client_location(&target.route, location));
-            if let Some(location) = rewritten {
-                upstream_response.insert_header("location", location)?;
-            }
         }
         if let (Some(cache), Some(target)) = (self.cache, &ctx.route) {
             if target.route.cache.is_some() {
@@ -552,15 +551,13 @@ impl ProxyHttp for EdgeProxy {
                 }
                 let meta = matches!(outcome, Outcome::Hit | Outcome::Stale)
                     .then(|| session.cache.cache_meta());
-                upstream_response.insert_header("cache-status", outcome.cache_status(meta))?;
+                added.cache_status = Some(outcome.cache_status(meta));
             }
         }
-        upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
         if let Some((policy, decision)) = &ctx.rate {
-            upstream_response.insert_header("ratelimit-policy", policy.policy_header())?;
-            upstream_response.insert_header("ratelimit", decision.header(policy))?;
+            added.rate = Some((policy.policy_header(), decision.header(policy)));
         }
-        Ok(())
+        added.apply(upstream_response, &ctx.request_id)
     }
 
     fn request_cache_filter(
@@ -706,5 +703,53 @@ impl ProxyHttp for EdgeProxy {
             error = error.map(|e| e.to_string()).unwrap_or_default(),
             "request"
         );
+    }
+}
+
+/// What [`EdgeProxy::response_filter`] adds to a response, set in its plain header map: the
+/// response is taken apart and put back without Pingora's case-keeping name map (as the
+/// upstream's request is, see [`forwarding`]): names go to the client lower-case, the standard
+/// ones title-cased by Pingora, the reason phrase kept.
+#[derive(Default)]
+struct ResponseHeaders {
+    location: Option<String>,
+    cache_status: Option<String>,
+    /// `RateLimit-Policy` and `RateLimit`.
+    rate: Option<(String, String)>,
+}
+
+static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+impl ResponseHeaders {
+    fn apply(self, response: &mut ResponseHeader, request_id: &str) -> pingora::Result<()> {
+        let reason = response
+            .get_reason_phrase()
+            .filter(|r| Some(*r) != response.status.canonical_reason())
+            .map(str::to_string);
+        let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
+        let mut parts: http::response::Parts = std::mem::replace(response, placeholder).into();
+        let set = self.set(&mut parts.headers, request_id);
+        *response = ResponseHeader::from(parts);
+        response.set_reason_phrase(reason.as_deref())?;
+        set.map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "response header", e))
+    }
+
+    fn set(self, headers: &mut http::HeaderMap, request_id: &str) -> Result<(), http::Error> {
+        headers.try_reserve(5)?;
+        if let Some(location) = self.location {
+            headers.try_insert(header::LOCATION, HeaderValue::try_from(location)?)?;
+        }
+        if let Some(status) = self.cache_status {
+            headers.try_insert(CACHE_STATUS.clone(), HeaderValue::try_from(status)?)?;
+        }
+        headers.try_insert(X_REQUEST_ID.clone(), HeaderValue::from_str(request_id)?)?;
+        if let Some((policy, rate)) = self.rate {
+            headers.try_insert(RATELIMIT_POLICY.clone(), HeaderValue::try_from(policy)?)?;
+            headers.try_insert(RATELIMIT.clone(), HeaderValue::try_from(rate)?)?;
+        }
+        Ok(())
     }
 }
