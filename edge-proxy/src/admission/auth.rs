@@ -118,9 +118,8 @@ struct Claims {
 }
 
 pub struct Authenticator {
-    api_keys: Vec<ApiKey>,
-    /// Each key's identity, made once: a request shares it.
-    key_identities: Vec<Arc<Identity>>,
+    /// Each key's SHA-256 and its identity, made once: a request shares it.
+    api_keys: Vec<([u8; 32], Arc<Identity>)>,
     jwt: JwtSettings,
     hmac_key: Option<DecodingKey>,
     pub jwks: JwksKeys,
@@ -140,19 +139,15 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 impl Authenticator {
     pub fn new(api_keys: Vec<ApiKey>, jwt: JwtSettings) -> Authenticator {
         let hmac_key = jwt.hs256_secret.as_deref().map(DecodingKey::from_secret);
-        let key_identities = api_keys
-            .iter()
+        let api_keys = api_keys
+            .into_iter()
             .map(|key| {
-                Arc::new(Identity::new(
-                    AuthMethod::ApiKey,
-                    key.consumer.clone(),
-                    key.scopes.clone(),
-                ))
+                let identity = Identity::new(AuthMethod::ApiKey, key.consumer, key.scopes);
+                (key.sha256, Arc::new(identity))
             })
             .collect();
         Authenticator {
             api_keys,
-            key_identities,
             jwt,
             hmac_key,
             jwks: JwksKeys::default(),
@@ -201,8 +196,8 @@ impl Authenticator {
         let presented: [u8; 32] = Sha256::digest(presented).into();
         // Compare with every key, in constant time, and only then pick the match.
         let mut found: Option<&Arc<Identity>> = None;
-        for (key, identity) in self.api_keys.iter().zip(&self.key_identities) {
-            if bool::from(key.sha256.ct_eq(&presented)) {
+        for (sha256, identity) in &self.api_keys {
+            if bool::from(sha256.ct_eq(&presented)) {
                 found = Some(identity);
             }
         }
