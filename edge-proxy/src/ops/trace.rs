@@ -12,6 +12,7 @@
 //! `tracing` span could be entered around. With export off, ids are still made and propagated
 //! (and logged) but nothing is recorded.
 
+use http::header::InvalidHeaderValue;
 use http::{HeaderName, HeaderValue};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{
@@ -282,21 +283,18 @@ impl RequestTrace {
         if !context.is_valid() {
             return;
         }
-        let value = HeaderValue::from_bytes(&traceparent(context))
-            .unwrap_or_else(|_| unreachable!("traceparent is hex digits and dashes"));
-        if let Err(error) = headers.try_insert(TRACEPARENT.clone(), value) {
-            tracing::debug!(%error, "cannot set traceparent");
-        }
+        let mut set = |name: &HeaderName, value: Result<HeaderValue, InvalidHeaderValue>| {
+            let set = value
+                .map_err(http::Error::from)
+                .and_then(|value| Ok(headers.try_insert(name.clone(), value)?));
+            if let Err(error) = set {
+                tracing::debug!(%error, %name, "cannot set trace header");
+            }
+        };
+        set(&TRACEPARENT, HeaderValue::from_bytes(&traceparent(context)));
         let state = context.trace_state().header();
         if !state.is_empty() {
-            match HeaderValue::try_from(state) {
-                Ok(value) => {
-                    if let Err(error) = headers.try_insert(TRACESTATE.clone(), value) {
-                        tracing::debug!(%error, "cannot set tracestate");
-                    }
-                }
-                Err(error) => tracing::debug!(%error, "cannot set tracestate"),
-            }
+            set(&TRACESTATE, HeaderValue::try_from(state));
         }
     }
 
