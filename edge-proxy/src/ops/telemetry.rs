@@ -215,11 +215,7 @@ fn write_timestamp(writer: &mut Writer<'_>, time: std::time::SystemTime) -> fmt:
     });
     let mut out = [0u8; 27];
     out[..20].copy_from_slice(&prefix);
-    let mut micros = since.subsec_micros();
-    for digit in out[20..26].iter_mut().rev() {
-        *digit = b'0' + (micros % 10) as u8;
-        micros /= 10;
-    }
+    decimal(&mut out[20..26], u64::from(since.subsec_micros()));
     out[26] = b'Z';
     writer.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
 }
@@ -227,40 +223,29 @@ fn write_timestamp(writer: &mut Writer<'_>, time: std::time::SystemTime) -> fmt:
 /// 10000-01-01T00:00:00Z: the first second whose year takes five digits.
 const MAX_TIMESTAMP_SECS: u64 = 253_402_300_800;
 
-/// `YYYY-MM-DDTHH:MM:SS.` of a second since the epoch (before [`MAX_TIMESTAMP_SECS`]).
+/// `YYYY-MM-DDTHH:MM:SS.` of a second since the epoch (before [`MAX_TIMESTAMP_SECS`]), the
+/// calendar from the `time` crate (once a second per thread, so its cost does not matter).
 fn second_prefix(secs: u64) -> [u8; 20] {
-    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
-    let of_day = secs % 86_400;
     let mut out = *b"0000-00-00T00:00:00.";
-    let mut put = |at: usize, value: u64, width: usize| {
-        let mut value = value;
-        for digit in out[at..at + width].iter_mut().rev() {
-            *digit = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
+    // Cannot fail below MAX_TIMESTAMP_SECS.
+    let Ok(at) = time::OffsetDateTime::from_unix_timestamp(secs as i64) else {
+        return out;
     };
-    put(0, year as u64, 4);
-    put(5, u64::from(month), 2);
-    put(8, u64::from(day), 2);
-    put(11, of_day / 3600, 2);
-    put(14, of_day / 60 % 60, 2);
-    put(17, of_day % 60, 2);
+    decimal(&mut out[0..4], at.year().unsigned_abs().into());
+    decimal(&mut out[5..7], u8::from(at.month()).into());
+    decimal(&mut out[8..10], at.day().into());
+    decimal(&mut out[11..13], at.hour().into());
+    decimal(&mut out[14..16], at.minute().into());
+    decimal(&mut out[17..19], at.second().into());
     out
 }
 
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+/// `value`'s last `out.len()` decimal digits, zero-padded, into `out`.
+fn decimal(out: &mut [u8], mut value: u64) {
+    for digit in out.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 /// A JSON string's contents: quotes, backslashes and control characters escaped.
