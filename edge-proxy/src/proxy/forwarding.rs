@@ -25,7 +25,8 @@ static IDENTITY_NAMES: [HeaderName; 3] = [
 ];
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Also on every response (see `ResponseHeaders`).
+pub(super) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// At most how many headers [`Forwarding::apply`] adds, room made for them at once.
 const ADDED_HEADERS: usize = 10;

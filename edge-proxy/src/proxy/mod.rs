@@ -56,7 +56,7 @@ use crate::upstream::sigv4::{sign_request, Signer};
 use cache::{EdgeCache, Outcome};
 use context::RequestCtx;
 pub use error::ProxyError;
-use forwarding::Forwarding;
+use forwarding::{Forwarding, X_REQUEST_ID};
 use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
 use routing::{client_location, RouteError};
@@ -719,7 +719,6 @@ struct ResponseHeaders {
 }
 
 static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
