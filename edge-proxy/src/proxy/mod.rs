@@ -681,7 +681,11 @@ impl ProxyHttp for EdgeProxy {
             let kind = error.map(|e| e.etype().as_str());
             trace.finish(request.method.as_str(), route, status, kind);
         }
-        // Text fields as &str (written as they are), not Display (through fmt's machinery).
+        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+            return;
+        }
+        // Text fields as &str (written as they are), not Display (through fmt's machinery);
+        // the ids made only for a line that is written.
         let ids = ctx.trace.as_ref().map(RequestTrace::hex_ids);
         tracing::info!(
             target: "access",
