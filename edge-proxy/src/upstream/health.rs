@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pingora::http::RequestHeader;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck};
 use pingora::lb::Backend;
 use pingora::server::ShutdownWatch;
@@ -41,17 +42,13 @@ impl HealthService {
     }
 
     /// Checks one instance once, at its next address; true when it answered 200 in time.
-    pub async fn check(&self, pool: &ServicePool, instance: &Instance) -> bool {
-        let config = &pool.config.health_check;
-        let Some(address) = instance.next_address() else {
+    async fn check(&self, pool: &ServicePool, check: &mut InstanceCheck) -> bool {
+        let (Some(request), Some(address)) = (&check.request, check.instance.next_address()) else {
             return false;
         };
-        let mut checker = HttpHealthCheck::new(instance.url.host_header(), instance.url.tls);
-        let path = format!("{}{}", instance.url.base_path, config.path);
-        match path.parse::<http::Uri>() {
-            Ok(uri) => checker.req.set_uri(uri),
-            Err(_) => return false,
-        }
+        let instance = &check.instance;
+        let checker = &mut check.checker;
+        checker.req = request.clone();
         if pool.config.aws_iam {
             let region = instance
                 .url
@@ -68,21 +65,23 @@ impl HealthService {
                 return false;
             }
         }
-        checker.peer_template.options.connection_timeout = Some(config.timeout);
-        checker.peer_template.options.total_connection_timeout = Some(config.timeout);
-        checker.peer_template.options.read_timeout = Some(config.timeout);
         let Ok(backend) = Backend::new(&address.to_string()) else {
             return false;
         };
-        tokio::time::timeout(config.timeout * 2, checker.check(&backend))
+        let timeout = pool.config.health_check.timeout;
+        tokio::time::timeout(timeout * 2, checker.check(&backend))
             .await
             .is_ok_and(|r| r.is_ok())
     }
 
-    async fn check_pool(&self, pool: &ServicePool) {
+    /// One round of checks of `pool`'s current instances, with the checkers kept in `checks`
+    /// from round to round.
+    async fn check_pool(&self, pool: &ServicePool, checks: &mut Vec<InstanceCheck>) {
         let config = &pool.config.health_check;
-        for instance in pool.instances().iter() {
-            let ok = self.check(pool, instance).await;
+        keep_checks_current(pool, checks);
+        for check in checks.iter_mut() {
+            let ok = self.check(pool, check).await;
+            let instance = &check.instance;
             if let Some(now_healthy) =
                 instance.record_health(ok, config.healthy_threshold, config.unhealthy_threshold)
             {
@@ -93,6 +92,49 @@ impl HealthService {
                 &instance.url.to_string(),
                 instance.is_healthy(),
             );
+        }
+    }
+}
+
+/// One instance's checker, kept from round to round: Pingora's `HttpHealthCheck` owns a
+/// connector, and making one reads the platform's CA certificates from disk (milliseconds of
+/// CPU, on the proxy's cores), so a checker made per check cost that per instance per interval.
+struct InstanceCheck {
+    instance: Arc<Instance>,
+    checker: HttpHealthCheck,
+    /// The request before signing (a signed check is signed afresh from it each time); `None`
+    /// when the instance's base path and the check's path make no valid URI: the check fails.
+    request: Option<RequestHeader>,
+}
+
+impl InstanceCheck {
+    fn new(pool: &ServicePool, instance: Arc<Instance>) -> Self {
+        let config = &pool.config.health_check;
+        let mut checker = HttpHealthCheck::new(instance.url.host_header(), instance.url.tls);
+        checker.peer_template.options.connection_timeout = Some(config.timeout);
+        checker.peer_template.options.total_connection_timeout = Some(config.timeout);
+        checker.peer_template.options.read_timeout = Some(config.timeout);
+        let path = format!("{}{}", instance.url.base_path, config.path);
+        let request = path.parse::<http::Uri>().ok().map(|uri| {
+            let mut request = checker.req.clone();
+            request.set_uri(uri);
+            request
+        });
+        InstanceCheck {
+            instance,
+            checker,
+            request,
+        }
+    }
+}
+
+/// Drops the checks of instances that left `pool` and adds one for each instance new to it.
+fn keep_checks_current(pool: &ServicePool, checks: &mut Vec<InstanceCheck>) {
+    let instances = pool.instances();
+    checks.retain(|c| instances.iter().any(|i| Arc::ptr_eq(i, &c.instance)));
+    for instance in instances.iter() {
+        if !checks.iter().any(|c| Arc::ptr_eq(&c.instance, instance)) {
+            checks.push(InstanceCheck::new(pool, Arc::clone(instance)));
         }
     }
 }
@@ -119,8 +161,9 @@ impl BackgroundService for HealthService {
                 let (this, pool, mut shutdown) =
                     (Arc::clone(&this), Arc::clone(pool), shutdown.clone());
                 tasks.spawn(async move {
+                    let mut checks = Vec::new();
                     while this.pools.contains(&pool) {
-                        this.check_pool(&pool).await;
+                        this.check_pool(&pool, &mut checks).await;
                         tokio::select! {
                             _ = tokio::time::sleep(pool.config.health_check.interval) => {}
                             _ = shutdown.changed() => return,
@@ -135,5 +178,92 @@ impl BackgroundService for HealthService {
             }
         }
         tasks.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, UpstreamUrl};
+    use crate::upstream::pool::{InstanceSource, InstanceSpec};
+
+    fn pool() -> ServicePool {
+        let config = Config::parse(
+            r#"
+            [services.users]
+            instances = ["http://127.0.0.1:9000/lambda-url/user-service"]
+            [[routes]]
+            prefix = "/api/users"
+            service = "users"
+            "#,
+        )
+        .unwrap();
+        ServicePool::new(Arc::clone(&config.services["users"]))
+    }
+
+    fn specs(urls: &[&str]) -> Vec<InstanceSpec> {
+        urls.iter()
+            .map(|url| InstanceSpec {
+                url: UpstreamUrl::parse(url).unwrap(),
+                weight: 1,
+                source: InstanceSource::Static,
+            })
+            .collect()
+    }
+
+    /// (instance URL, check target, marked) of each check.
+    fn summary(checks: &[InstanceCheck]) -> Vec<(String, String, bool)> {
+        checks
+            .iter()
+            .map(|c| {
+                let target = c.request.as_ref().map(|r| r.uri.to_string());
+                let marked = c.checker.consecutive_success == MARK;
+                (
+                    c.instance.url.to_string(),
+                    target.unwrap_or_default(),
+                    marked,
+                )
+            })
+            .collect()
+    }
+
+    const MARK: usize = 4242;
+
+    #[test]
+    fn an_instances_checker_is_kept_from_round_to_round_while_it_is_in_the_pool() {
+        let pool = pool();
+        pool.update(&specs(&[
+            "http://127.0.0.1:9000/a",
+            "http://127.0.0.1:9001/b",
+        ]));
+        let mut checks = Vec::new();
+        keep_checks_current(&pool, &mut checks);
+        assert_eq!(
+            summary(&checks),
+            [
+                ("http://127.0.0.1:9000/a".into(), "/a/health".into(), false),
+                ("http://127.0.0.1:9001/b".into(), "/b/health".into(), false),
+            ]
+        );
+        // Mark the checkers made in the first round: a round that made them anew loses the marks.
+        for check in &mut checks {
+            check.checker.consecutive_success = MARK;
+        }
+        keep_checks_current(&pool, &mut checks);
+        assert!(summary(&checks).iter().all(|(_, _, marked)| *marked));
+
+        // b stays, a leaves, c comes: only c's checker is new.
+        pool.update(&specs(&[
+            "http://127.0.0.1:9001/b",
+            "http://127.0.0.1:9002/c",
+        ]));
+        keep_checks_current(&pool, &mut checks);
+        assert_eq!(
+            summary(&checks),
+            [
+                ("http://127.0.0.1:9001/b".into(), "/b/health".into(), true),
+                ("http://127.0.0.1:9002/c".into(), "/c/health".into(), false),
+            ]
+        );
     }
 }
