@@ -30,24 +30,61 @@ static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 /// Longest accepted client request id.
 const MAX_REQUEST_ID: usize = 128;
 
-/// The client's request id if well formed, else a new UUID.
-pub fn request_id(incoming: Option<&str>) -> String {
-    match incoming {
-        Some(id)
-            if !id.is_empty()
-                && id.len() <= MAX_REQUEST_ID
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
-        {
-            id.to_string()
+/// A request's id, made once as a header value: the upstream's copy of the request and the
+/// response carry clones, which share its bytes (a client's well-formed id is the very value
+/// it sent).
+#[derive(Clone, Debug)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// The client's id if well formed, else a new one.
+    pub fn of(incoming: Option<&HeaderValue>) -> RequestId {
+        match incoming {
+            Some(id) if well_formed(id.as_bytes()) => RequestId(id.clone()),
+            _ => RequestId::new(),
         }
-        // Random v4 UUID from the thread-local PRNG: no syscall per request (ids need to be
-        // unique, not unpredictable).
-        _ => uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes())
-            .into_uuid()
-            .to_string(),
     }
+
+    /// A random v4 UUID from the thread-local PRNG: no syscall per request (ids need to be
+    /// unique, not unpredictable).
+    pub fn new() -> RequestId {
+        let uuid = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = uuid.hyphenated().encode_lower(&mut text);
+        // Hex digits and hyphens: always a valid header value.
+        HeaderValue::from_str(text).map_or_else(|_| RequestId::default(), RequestId)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ever made from visible ASCII (see `of` and `new`).
+        self.0.to_str().unwrap_or_default()
+    }
+
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+}
+
+/// The empty id of a request whose head was not read.
+impl Default for RequestId {
+    fn default() -> Self {
+        RequestId(HeaderValue::from_static(""))
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// 1–128 letters, digits, `-`, `_`, `.`, `:`.
+fn well_formed(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
 }
 
 /// Makes each request's trace; exports its spans when built with a provider.
@@ -397,20 +434,29 @@ mod tests {
 
     #[test]
     fn request_ids() {
-        assert_eq!(request_id(Some("abc-123_x.y:z")), "abc-123_x.y:z");
+        let id = |text: &[u8]| RequestId::of(Some(&HeaderValue::from_bytes(text).unwrap()));
+        assert_eq!(id(b"abc-123_x.y:z").as_str(), "abc-123_x.y:z");
+        let longest = "a".repeat(128);
+        assert_eq!(id(longest.as_bytes()).as_str(), longest);
         for bad in [
             "",
             "has space",
             "semi;colon",
-            "new\nline",
+            "tab\tin",
             &"a".repeat(129),
             "ünï",
         ] {
-            let generated = request_id(Some(bad));
-            assert_ne!(generated, bad);
-            assert!(uuid::Uuid::parse_str(&generated).is_ok());
+            let generated = id(bad.as_bytes());
+            assert_ne!(generated.as_str(), bad);
+            assert!(uuid::Uuid::parse_str(generated.as_str()).is_ok());
         }
-        assert!(uuid::Uuid::parse_str(&request_id(None)).is_ok());
+        let new = RequestId::new();
+        let parsed = uuid::Uuid::parse_str(new.as_str()).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_eq!(new.as_str(), parsed.hyphenated().to_string());
+        assert_eq!(new.header_value(), new.as_str());
+        assert_ne!(RequestId::new().as_str(), new.as_str());
+        assert_eq!(RequestId::of(None).as_str().len(), 36);
     }
 
     const INCOMING: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

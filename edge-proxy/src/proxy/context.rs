@@ -10,7 +10,7 @@ use super::{ProxyState, RouteTarget};
 use crate::admission::auth::{AuthError, Identity};
 use crate::admission::ratelimit::Decision;
 use crate::config::RatePolicy;
-use crate::ops::trace::RequestTrace;
+use crate::ops::trace::{RequestId, RequestTrace};
 use crate::upstream::pool::{Attempt, Instance, InstanceId};
 
 /// What authentication concluded, for the access log.
@@ -78,7 +78,7 @@ pub struct RequestCtx {
     pub identity: Option<Arc<Identity>>,
     pub rate: Option<(Arc<RatePolicy>, Decision)>,
     pub auth_outcome: AuthOutcome,
-    pub request_id: String,
+    pub request_id: RequestId,
     pub trace: Option<RequestTrace>,
     /// Request body bytes seen so far.
     pub body_bytes: usize,
@@ -107,7 +107,7 @@ impl RequestCtx {
             identity: None,
             rate: None,
             auth_outcome: AuthOutcome::NotChecked,
-            request_id: String::new(),
+            request_id: RequestId::default(),
             trace: None,
             body_bytes: 0,
             utf8: None,

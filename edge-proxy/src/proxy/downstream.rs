@@ -47,7 +47,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::error::ProxyError;
 use crate::ops::metrics::{Metrics, RefusedHead};
-use crate::ops::trace::request_id;
+use crate::ops::trace::RequestId;
 
 /// How long writing a 408 to a client that has stopped sending may take.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -248,7 +248,7 @@ impl AsyncWrite for GuardedStream {
         let (bytes, written) = this.refusal.get_or_insert_with(|| {
             gate.set(GateState::Refused);
             let error = refusal_for(written_status(buf));
-            let id = request_id(None);
+            let id = RequestId::new();
             tracing::info!(
                 target: "access",
                 request_id = %id,
@@ -257,7 +257,7 @@ impl AsyncWrite for GuardedStream {
                 error = "refused before routing: not valid HTTP/1.1 or CONNECT",
                 "request"
             );
-            (error.raw_response(&id), 0)
+            (error.raw_response(id.as_str()), 0)
         });
         let inner = present(&mut this.inner);
         while *written < bytes.len() {
@@ -554,12 +554,12 @@ impl<A> EdgeApp<A> {
     /// response has begun, logged and counted, then the connection is closed.
     async fn answer_panic(&self, gate: &Gate, message: String) {
         self.metrics.panicked();
-        let id = request_id(None);
+        let id = RequestId::new();
         tracing::error!(target: "access", request_id = %id, status = 500u16, route = "-", error = "panic on the request path", panic = %message, "request");
         let parked = gate.parked.lock().ok().and_then(|mut p| p.take());
         let Some(mut stream) = parked else { return };
         if !gate.responded.load(Ordering::Acquire) {
-            let response = ProxyError::Internal.raw_response(&id);
+            let response = ProxyError::Internal.raw_response(id.as_str());
             let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
                 stream.write_all(&response).await?;
                 stream.flush().await
@@ -578,7 +578,7 @@ impl<A> EdgeApp<A> {
             return;
         }
         self.metrics.refused_head(RefusedHead::Timeout);
-        let id = request_id(None);
+        let id = RequestId::new();
         tracing::info!(
             target: "access",
             request_id = %id,
@@ -587,7 +587,7 @@ impl<A> EdgeApp<A> {
             error = "request head not received in time",
             "request"
         );
-        let response = ProxyError::RequestTimeout.raw_response(&id);
+        let response = ProxyError::RequestTimeout.raw_response(id.as_str());
         let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
             stream.write_all(&response).await?;
             stream.flush().await

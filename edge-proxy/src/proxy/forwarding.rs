@@ -12,7 +12,7 @@ use smallvec::SmallVec;
 use super::routing::upstream_path;
 use crate::admission::auth::Identity;
 use crate::config::{Route, UpstreamUrl};
-use crate::ops::trace::RequestTrace;
+use crate::ops::trace::{RequestId, RequestTrace};
 
 /// Identity headers the proxy sets; any a client sends are removed first.
 pub const IDENTITY_HEADERS: [&str; 3] = ["x-consumer-id", "x-consumer-scopes", "x-auth-method"];
@@ -48,7 +48,7 @@ pub struct Forwarding<'a> {
     pub url: &'a UpstreamUrl,
     /// The `Host` header value for `url`.
     pub host: &'a HeaderValue,
-    pub request_id: &'a str,
+    pub request_id: &'a RequestId,
     pub trace: Option<&'a RequestTrace>,
     pub identity: Option<&'a Identity>,
     pub forward_credentials: bool,
@@ -88,9 +88,11 @@ impl Forwarding<'_> {
             path_and_query.push('?');
             path_and_query.push_str(query);
         }
-        let uri = path_and_query.parse::<http::Uri>().map_err(|e| {
-            pingora::Error::because(pingora::ErrorType::InternalError, "rewritten uri", e)
-        })?;
+        // Parsed in place (`parse` would copy the text into new bytes).
+        let uri =
+            http::Uri::from_maybe_shared(bytes::Bytes::from(path_and_query)).map_err(|e| {
+                pingora::Error::because(pingora::ErrorType::InternalError, "rewritten uri", e)
+            })?;
         let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
         let mut parts: Parts = std::mem::replace(upstream_request, placeholder).into();
         parts.uri = uri;
@@ -127,10 +129,7 @@ impl Forwarding<'_> {
             headers.try_insert(X_FORWARDED_FOR.clone(), forwarded_for)?;
         }
         headers.try_insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"))?;
-        headers.try_insert(
-            X_REQUEST_ID.clone(),
-            HeaderValue::from_str(self.request_id)?,
-        )?;
+        headers.try_insert(X_REQUEST_ID.clone(), self.request_id.header_value().clone())?;
         if let Some(trace) = self.trace {
             trace.inject(headers);
         }

@@ -50,7 +50,7 @@ use crate::admission::ratelimit::RateLimiter;
 use crate::config::Route;
 use crate::ops::clock::Clock;
 use crate::ops::metrics::{Metrics, RouteMetrics};
-use crate::ops::trace::{request_id, HexIds, RequestTrace, Tracer};
+use crate::ops::trace::{HexIds, RequestId, RequestTrace, Tracer};
 use crate::upstream::pool::ServicePool;
 use crate::upstream::sigv4::{sign_request, Signer};
 use cache::{EdgeCache, Outcome};
@@ -233,7 +233,7 @@ impl ProxyHttp for EdgeProxy {
         session.set_read_timeout(Some(state.config.server.client_timeout));
         let headers = &session.req_header().headers;
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        ctx.request_id = request_id(header("x-request-id"));
+        ctx.request_id = RequestId::of(headers.get(&X_REQUEST_ID));
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -261,7 +261,7 @@ impl ProxyHttp for EdgeProxy {
         ctx.trace = Some(trace);
         if let Err(error) = hygiene::check(session.req_header(), &state.config.server.limits) {
             error
-                .respond_with(session, &[("x-request-id", ctx.request_id.clone())])
+                .respond_with(session, &[("x-request-id", ctx.request_id.to_string())])
                 .await?;
             return Ok(true);
         }
@@ -272,20 +272,20 @@ impl ProxyHttp for EdgeProxy {
             Ok(target) => Arc::clone(target),
             Err(RouteError::BadPath) => {
                 ProxyError::BadRequest("malformed or non-canonical path")
-                    .respond_with(session, &[("x-request-id", ctx.request_id.clone())])
+                    .respond_with(session, &[("x-request-id", ctx.request_id.to_string())])
                     .await?;
                 return Ok(true);
             }
             Err(RouteError::NoRoute) => {
                 ProxyError::NotFound
-                    .respond_with(session, &[("x-request-id", ctx.request_id.clone())])
+                    .respond_with(session, &[("x-request-id", ctx.request_id.to_string())])
                     .await?;
                 return Ok(true);
             }
         };
         ctx.route = Some(Arc::clone(&target));
         if let Some((error, mut headers)) = self.admit(session, &state, &target.route, ctx).await {
-            headers.push(("x-request-id", ctx.request_id.clone()));
+            headers.push(("x-request-id", ctx.request_id.to_string()));
             error.respond_with(session, &headers).await?;
             return Ok(true);
         }
@@ -304,7 +304,7 @@ impl ProxyHttp for EdgeProxy {
                     || session.as_ref().retry_buffer_truncated()
                 {
                     ProxyError::PayloadTooLarge
-                        .respond_with(session, &[("x-request-id", ctx.request_id.clone())])
+                        .respond_with(session, &[("x-request-id", ctx.request_id.to_string())])
                         .await?;
                     return Ok(true);
                 }
@@ -647,7 +647,7 @@ impl ProxyHttp for EdgeProxy {
             };
         };
         if let Err(write_error) = proxy_error
-            .respond_and_close(session, &[("x-request-id", ctx.request_id.clone())])
+            .respond_and_close(session, &[("x-request-id", ctx.request_id.to_string())])
             .await
         {
             tracing::debug!(error = %write_error, "could not write the error response");
@@ -727,7 +727,7 @@ static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy"
 static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 impl ResponseHeaders {
-    fn apply(self, response: &mut ResponseHeader, request_id: &str) -> pingora::Result<()> {
+    fn apply(self, response: &mut ResponseHeader, request_id: &RequestId) -> pingora::Result<()> {
         let reason = response
             .get_reason_phrase()
             .filter(|r| Some(*r) != response.status.canonical_reason())
@@ -740,7 +740,7 @@ impl ResponseHeaders {
         set.map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "response header", e))
     }
 
-    fn set(self, headers: &mut http::HeaderMap, request_id: &str) -> Result<(), http::Error> {
+    fn set(self, headers: &mut http::HeaderMap, request_id: &RequestId) -> Result<(), http::Error> {
         headers.try_reserve(5)?;
         if let Some(location) = self.location {
             headers.try_insert(header::LOCATION, HeaderValue::try_from(location)?)?;
@@ -748,7 +748,7 @@ impl ResponseHeaders {
         if let Some(status) = self.cache_status {
             headers.try_insert(CACHE_STATUS.clone(), HeaderValue::try_from(status)?)?;
         }
-        headers.try_insert(X_REQUEST_ID.clone(), HeaderValue::from_str(request_id)?)?;
+        headers.try_insert(X_REQUEST_ID.clone(), request_id.header_value().clone())?;
         if let Some((policy, rate)) = self.rate {
             headers.try_insert(RATELIMIT_POLICY.clone(), HeaderValue::try_from(policy)?)?;
             headers.try_insert(RATELIMIT.clone(), HeaderValue::try_from(rate)?)?;
