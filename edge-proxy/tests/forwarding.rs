@@ -234,6 +234,7 @@ async fn client_headers_reach_the_upstream_with_their_values_and_lower_case_name
         "x-multi: two",
         "accept: application/json",
         "x-consumer-id: api-key:ci",
+        "x-forwarded-for: 127.0.0.1",
     ] {
         assert!(head.contains(&format!("\r\n{line}\r\n")), "{line}: {head}");
     }

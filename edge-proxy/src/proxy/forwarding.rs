@@ -3,7 +3,11 @@
 //! context, and none of the hop-by-hop headers or (unless configured, and never to a signed
 //! upstream) the client's credentials; a signed upstream gets none of the client's `x-amz-*`.
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::io::Write as _;
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue, InvalidHeaderValue};
 use http::request::Parts;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
@@ -27,6 +31,9 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// Also on every response (see `ResponseHeaders`).
 pub(super) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest text of an address: an IPv6 one with an IPv4 tail.
+const MAX_IP_TEXT: usize = 45;
 
 /// At most how many headers [`Forwarding::apply`] adds, room made for them at once.
 const ADDED_HEADERS: usize = 10;
@@ -121,12 +128,8 @@ impl Forwarding<'_> {
         headers.try_reserve(ADDED_HEADERS)?;
         headers.try_insert(header::HOST, self.host.clone())?;
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-            let client_ip = addr.ip().to_string();
-            let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-                Some(existing) => HeaderValue::try_from(format!("{existing}, {client_ip}"))?,
-                None => HeaderValue::try_from(client_ip)?,
-            };
-            headers.try_insert(X_FORWARDED_FOR.clone(), forwarded_for)?;
+            let value = forwarded_for(headers.get(&X_FORWARDED_FOR), addr.ip())?;
+            headers.try_insert(X_FORWARDED_FOR.clone(), value)?;
         }
         headers.try_insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"))?;
         headers.try_insert(X_REQUEST_ID.clone(), self.request_id.header_value().clone())?;
@@ -148,5 +151,59 @@ impl Forwarding<'_> {
             headers.try_insert(IDENTITY_NAMES[2].clone(), method)?;
         }
         Ok(())
+    }
+}
+
+/// `X-Forwarded-For` for the upstream: the client's list (if it is text) with the peer's
+/// address appended, made in one buffer of the exact size (through `format!` and
+/// `to_string` the text grew piece by piece, each growth a reallocation).
+fn forwarded_for(
+    existing: Option<&HeaderValue>,
+    peer: IpAddr,
+) -> Result<HeaderValue, InvalidHeaderValue> {
+    let mut text = [0u8; MAX_IP_TEXT];
+    let mut rest = &mut text[..];
+    // Cannot fail: every address fits.
+    let _ = write!(rest, "{peer}");
+    let written = MAX_IP_TEXT - rest.len();
+    let ip = &text[..written];
+    match existing.filter(|v| v.to_str().is_ok()) {
+        Some(existing) => {
+            let existing = existing.as_bytes();
+            let mut value = Vec::with_capacity(existing.len() + 2 + ip.len());
+            value.extend_from_slice(existing);
+            value.extend_from_slice(b", ");
+            value.extend_from_slice(ip);
+            HeaderValue::from_maybe_shared(Bytes::from(value))
+        }
+        None => HeaderValue::from_bytes(ip),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_appends_the_peer_to_the_clients_list() {
+        let v4: IpAddr = "203.0.113.7".parse().unwrap();
+        let v6: IpAddr = "2001:db8::ffff:192.0.2.1".parse().unwrap();
+        let longest: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+            .parse()
+            .unwrap();
+        assert_eq!(forwarded_for(None, v4).unwrap(), "203.0.113.7");
+        assert_eq!(forwarded_for(None, v6).unwrap(), v6.to_string().as_str());
+        assert_eq!(
+            forwarded_for(None, longest).unwrap(),
+            longest.to_string().as_str()
+        );
+        let list = HeaderValue::from_static("198.51.100.1, 10.0.0.2");
+        assert_eq!(
+            forwarded_for(Some(&list), v4).unwrap(),
+            "198.51.100.1, 10.0.0.2, 203.0.113.7"
+        );
+        // A list that is not text is replaced, not extended.
+        let binary = HeaderValue::from_bytes(b"\xff\xfe").unwrap();
+        assert_eq!(forwarded_for(Some(&binary), v4).unwrap(), "203.0.113.7");
     }
 }
