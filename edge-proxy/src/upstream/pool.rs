@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use pingora::upstreams::peer::HttpPeer;
+use smallvec::SmallVec;
 
 use super::breaker::{Admission, BreakerState, CircuitBreaker};
 use super::retry::RetryBudget;
@@ -308,7 +309,8 @@ impl ServicePool {
     /// Chooses an instance for an attempt, skipping unusable ones and those in `tried`.
     pub fn select(&self, tried: &[InstanceId], now: Instant) -> Result<Attempt, Unavailable> {
         let instances = self.instances.load();
-        let mut candidates: Vec<&Arc<Instance>> = instances
+        // On the stack for up to 8 instances: no allocation per request.
+        let mut candidates: SmallVec<[&Arc<Instance>; 8]> = instances
             .iter()
             .filter(|i| !tried.contains(&i.id) && i.usable(now))
             .collect();
