@@ -50,9 +50,13 @@ impl RequestId {
     pub fn new() -> RequestId {
         let uuid = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
         let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let text = uuid.hyphenated().encode_lower(&mut text);
+        uuid.hyphenated().encode_lower(&mut text);
+        // Owned by a shared allocation from the start, so that its clones (the upstream's
+        // header and the response's) only count references: bytes copied from a slice are
+        // moved into a shared allocation by their first clone, a second allocation.
         // Hex digits and hyphens: always a valid header value.
-        HeaderValue::from_str(text).map_or_else(|_| RequestId::default(), RequestId)
+        HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
+            .map_or_else(|_| RequestId::default(), RequestId)
     }
 
     pub fn as_str(&self) -> &str {
