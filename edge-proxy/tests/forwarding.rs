@@ -263,3 +263,35 @@ async fn client_headers_reach_the_upstream_with_their_values_and_lower_case_name
         );
     }
 }
+
+/// A route that changes nothing of the path (no base path, nothing stripped) sends the
+/// client's target on as it is, query included; an absolute-form target still goes upstream
+/// as a path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_path_goes_upstream_as_the_client_sent_it() {
+    let stub = Stub::start("svc", Behaviour::Ok).await;
+    let bare_url = stub.url().trim_end_matches("/svc").to_string();
+    let proxy = start_proxy(&config(&bare_url, ""), None).await;
+    for (target, expected) in [
+        ("/api/x?q=1&r=%20", "GET /api/x?q=1&r=%20 HTTP/1.1\r\n"),
+        ("/api/y", "GET /api/y HTTP/1.1\r\n"),
+        (
+            "http://example.test/api/z?q=2",
+            "GET /api/z?q=2 HTTP/1.1\r\n",
+        ),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(proxy.base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let request = format!(
+            "GET {target} HTTP/1.1\r\nHost: example.test\r\nX-Api-Key: ci-key\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        let response = String::from_utf8_lossy(&response);
+        assert!(response.starts_with("HTTP/1.1 200"), "{target}: {response}");
+        let head = stub.last_head.lock().unwrap().clone();
+        assert!(head.starts_with(expected), "{target}: {head}");
+    }
+}

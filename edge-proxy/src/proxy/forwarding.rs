@@ -3,6 +3,7 @@
 //! context, and none of the hop-by-hop headers or (unless configured, and never to a signed
 //! upstream) the client's credentials; a signed upstream gets none of the client's `x-amz-*`.
 
+use std::borrow::Cow;
 use std::io::Write as _;
 use std::net::IpAddr;
 
@@ -90,19 +91,33 @@ impl Forwarding<'_> {
         upstream_request: &mut RequestHeader,
     ) -> pingora::Result<()> {
         let original = &session.req_header().uri;
-        let mut path_and_query = upstream_path(&self.url.base_path, self.route, original.path());
-        if let Some(query) = original.query() {
-            path_and_query.push('?');
-            path_and_query.push_str(query);
-        }
-        // Parsed in place (`parse` would copy the text into new bytes).
-        let uri =
-            http::Uri::from_maybe_shared(bytes::Bytes::from(path_and_query)).map_err(|e| {
-                pingora::Error::because(pingora::ErrorType::InternalError, "rewritten uri", e)
-            })?;
+        // The client's target stays as it is when the route changes nothing of its path (an
+        // absolute-form one still goes upstream as a path: Pingora writes the path and query).
+        let uri = match upstream_path(&self.url.base_path, self.route, original.path()) {
+            Cow::Borrowed(_) => None,
+            path => {
+                let mut path_and_query = path.into_owned();
+                if let Some(query) = original.query() {
+                    path_and_query.push('?');
+                    path_and_query.push_str(query);
+                }
+                // Parsed in place (`parse` would copy the text into new bytes).
+                let uri =
+                    http::Uri::from_maybe_shared(Bytes::from(path_and_query)).map_err(|e| {
+                        pingora::Error::because(
+                            pingora::ErrorType::InternalError,
+                            "rewritten uri",
+                            e,
+                        )
+                    })?;
+                Some(uri)
+            }
+        };
         let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
         let mut parts: Parts = std::mem::replace(upstream_request, placeholder).into();
-        parts.uri = uri;
+        if let Some(uri) = uri {
+            parts.uri = uri;
+        }
         let rewritten = self.headers(session, &mut parts.headers);
         *upstream_request = RequestHeader::from(parts);
         rewritten.map_err(|e| {

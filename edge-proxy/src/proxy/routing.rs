@@ -4,6 +4,7 @@
 //! prefix (`..` segments, encoded dots or slashes, backslashes) are refused before routing, so
 //! `/api/users/../products` can never reach a service it does not name.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::config::Route;
@@ -170,12 +171,16 @@ mod check_path_tests {
 }
 
 /// The path the upstream receives: `base_path` + (`path` without `strip_prefix`).
-pub fn upstream_path(base_path: &str, route: &Route, path: &str) -> String {
+pub fn upstream_path<'a>(base_path: &str, route: &Route, path: &'a str) -> Cow<'a, str> {
     let rest = path
         .strip_prefix(route.strip_prefix.as_str())
         .unwrap_or(path);
+    if base_path.is_empty() && rest.len() == path.len() && !path.is_empty() {
+        // Nothing stripped, nothing put before it: the client's path as it is.
+        return Cow::Borrowed(path);
+    }
     let rest = if rest.is_empty() { "/" } else { rest };
-    format!("{base_path}{rest}")
+    Cow::Owned(format!("{base_path}{rest}"))
 }
 
 /// Maps a `Location` the function returned (its own path space) back into the client's.
@@ -263,6 +268,21 @@ mod tests {
             "/lambda-url/user-service/users/1"
         );
         assert_eq!(upstream_path("", &users, "/api/users"), "/users");
+        assert_eq!(upstream_path("", &users, "/api"), "/");
+        // Nothing stripped and no base path: the client's path itself, not a copy.
+        let plain = route("/", "users", "");
+        assert!(matches!(
+            upstream_path("", &plain, "/api/users/1"),
+            Cow::Borrowed("/api/users/1")
+        ));
+        assert!(matches!(
+            upstream_path("/base", &plain, "/x"),
+            Cow::Owned(p) if p == "/base/x"
+        ));
+        assert!(matches!(
+            upstream_path("", &users, "/api/users"),
+            Cow::Owned(_)
+        ));
         assert_eq!(
             client_location(&users, "/users/1").as_deref(),
             Some("/api/users/1")
