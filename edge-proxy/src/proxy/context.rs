@@ -126,11 +126,15 @@ impl RequestCtx {
         }
     }
 
-    /// Upstream time of the attempt that just ended, into the metrics.
-    pub fn end_upstream(&mut self) {
+    /// Upstream time of the attempt that just ended, into the metrics; returns the moment it
+    /// ended (one clock read for what else that moment settles).
+    pub fn end_upstream(&mut self) -> Instant {
+        let now = Instant::now();
         if let (Some(started), Some(route)) = (self.upstream_started.take(), &self.route) {
-            route.metrics.upstream(started.elapsed().as_secs_f64());
+            let seconds = now.saturating_duration_since(started).as_secs_f64();
+            route.metrics.upstream(seconds);
         }
+        now
     }
 }
 #[cfg(test)]

@@ -348,7 +348,9 @@ impl ProxyHttp for EdgeProxy {
         if ctx.attempts > 0 {
             self.metrics.retry(&pool.config.name);
         }
-        let elapsed = ctx.started.elapsed();
+        // One clock read for the budget left, the balancer and the attempt's start.
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(ctx.started);
         let Some(remaining) = pool
             .config
             .total_timeout
@@ -357,14 +359,12 @@ impl ProxyHttp for EdgeProxy {
         else {
             return Err(ProxyError::GatewayTimeout.into_pingora());
         };
-        let attempt = pool
-            .select(&ctx.tried, Instant::now())
-            .map_err(|unavailable| {
-                ProxyError::Unavailable {
-                    retry_after: unavailable.retry_after,
-                }
-                .into_pingora()
-            })?;
+        let attempt = pool.select(&ctx.tried, now).map_err(|unavailable| {
+            ProxyError::Unavailable {
+                retry_after: unavailable.retry_after,
+            }
+            .into_pingora()
+        })?;
         let instance = Arc::clone(&attempt.instance);
         ctx.tried.push(instance.id);
         ctx.attempts += 1;
@@ -378,7 +378,7 @@ impl ProxyHttp for EdgeProxy {
             );
         }
         ctx.attempt = Some(attempt);
-        ctx.upstream_started = Some(Instant::now());
+        ctx.upstream_started = Some(now);
         let peer = instance
             .peer(
                 pool.config.connect_timeout.min(remaining),
@@ -449,7 +449,7 @@ impl ProxyHttp for EdgeProxy {
             return Err(ProxyError::BadGateway.into_pingora());
         }
         let failure = pool.config.failure_statuses.contains(&status);
-        ctx.end_upstream();
+        let now = ctx.end_upstream();
         let method = &session.req_header().method;
         if let Some(cache) = self.cache.filter(|_| status < 400 && !is_safe(method)) {
             // Before the write's response reaches the client: a read after it is never stale.
@@ -458,9 +458,9 @@ impl ProxyHttp for EdgeProxy {
         }
         if let Some(attempt) = ctx.attempt.as_mut() {
             if failure {
-                attempt.failed();
+                attempt.failed(now);
             } else {
-                attempt.succeeded();
+                attempt.succeeded(now);
             }
         }
         // A failure that carries Retry-After is the upstream's deliberate answer ("come back
@@ -487,12 +487,12 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        ctx.end_upstream();
+        let now = ctx.end_upstream();
         if let Some(trace) = ctx.trace.as_mut() {
             trace.end_attempt(None, Some(e.etype().as_str()));
         }
         if let Some(attempt) = ctx.attempt.as_mut() {
-            attempt.failed();
+            attempt.failed(now);
         }
         // Nothing was sent: any method may go to another instance.
         let retry = self.may_retry(session, ctx, false);
@@ -513,14 +513,14 @@ impl ProxyHttp for EdgeProxy {
             e.set_retry(decided);
             return e;
         }
-        ctx.end_upstream();
+        let now = ctx.end_upstream();
         if let Some(trace) = ctx.trace.as_mut() {
             trace.end_attempt(None, Some(e.etype().as_str()));
         }
         let upstream_fault = *e.esource() == ErrorSource::Upstream;
         if upstream_fault {
             if let Some(attempt) = ctx.attempt.as_mut() {
-                attempt.failed();
+                attempt.failed(now);
             }
         }
         let retry = upstream_fault && self.may_retry(session, ctx, true);

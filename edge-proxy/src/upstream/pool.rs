@@ -183,17 +183,19 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    pub fn succeeded(&mut self) {
+    /// The attempt's answer came at `now` and was not a failure.
+    pub fn succeeded(&mut self, now: Instant) {
         if !self.settled {
             self.settled = true;
-            self.instance.breaker.on_success(Instant::now());
+            self.instance.breaker.on_success(now);
         }
     }
 
-    pub fn failed(&mut self) {
+    /// The attempt failed at `now`.
+    pub fn failed(&mut self, now: Instant) {
         if !self.settled {
             self.settled = true;
-            self.instance.breaker.on_failure(Instant::now());
+            self.instance.breaker.on_failure(now);
         }
     }
 }
