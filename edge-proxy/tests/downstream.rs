@@ -316,6 +316,30 @@ async fn the_proxys_own_refusals_keep_the_connection() {
 }
 
 #[tokio::test]
+async fn each_request_starts_the_idle_timeout_again() {
+    let stub = Stub::start("svc", Behaviour::Ok).await;
+    let text = config(&stub.url()).replace(
+        "client-timeout-ms = 5000",
+        "client-timeout-ms = 5000\n        keepalive-idle-seconds = 1",
+    );
+    let proxy = start_proxy(&text, None).await;
+    let mut stream = connect(&proxy).await;
+    // Three requests 700 ms apart: the connection lives longer than the idle timeout, but
+    // never waits that long for a request.
+    for i in 0..3 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+        stream
+            .write_all(b"GET /api/x HTTP/1.1\r\nhost: edge\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_response(&mut stream).await.0, 200, "request {i}");
+    }
+    assert_eq!(stub.count(), 3);
+}
+
+#[tokio::test]
 async fn an_idle_keepalive_connection_is_closed_after_its_timeout() {
     let stub = Stub::start("svc", Behaviour::Ok).await;
     let text = config(&stub.url()).replace(

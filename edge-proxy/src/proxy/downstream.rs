@@ -168,6 +168,28 @@ impl Future for HeadDeadline<'_> {
     }
 }
 
+/// Resolves when a connection has waited `server.keepalive-idle-seconds` for its next request
+/// without a byte of it arriving. One timer per connection, moved forward for each wait: tokio
+/// extends a pending timer in place when its deadline only grows, where Pingora's keep-alive
+/// timeout times each read of the wait with a timer of its own, registered and dropped for
+/// every request. Like [`HeadDeadline`], it is polled after the request future, so it sees
+/// that future's reads of this wake-up.
+struct IdleDeadline<'a> {
+    gate: &'a Gate,
+    sleep: Pin<&'a mut tokio::time::Sleep>,
+}
+
+impl Future for IdleDeadline<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.gate.get() != GateState::Waiting || self.gate.started.load(Ordering::Acquire) {
+            return Poll::Pending;
+        }
+        self.sleep.as_mut().poll(cx)
+    }
+}
+
 /// The connection's stream. Passes everything through once the current request is admitted;
 /// before that, replaces whatever Pingora writes (its own bare refusal) with the JSON form of
 /// the same status.
@@ -391,7 +413,7 @@ impl Peek for GuardedStream {
 pub struct EdgeApp<A> {
     inner: Arc<A>,
     head_timeout: Duration,
-    /// How long an idle keep-alive connection waits for its next request (whole seconds).
+    /// How long an idle keep-alive connection waits for its next request.
     keepalive_idle: Duration,
     /// Once shutdown begins (SIGTERM, or SIGQUIT for a graceful upgrade), how long idle
     /// keep-alive connections are still read: a request arriving on one is answered with
@@ -452,8 +474,13 @@ where
         });
         let mut settings = None;
         let mut first = true;
+        let mut idle = Box::pin(tokio::time::sleep(self.keepalive_idle));
         loop {
             gate.reset();
+            if !first {
+                idle.as_mut()
+                    .reset(tokio::time::Instant::now() + self.keepalive_idle);
+            }
             let mut session = ServerSession::new_http1(stream);
             match settings.take() {
                 Some(settings) => {
@@ -465,12 +492,10 @@ where
                         .and_then(|o| o.keepalive_request_limit),
                 ),
             }
-            // The idle timeout for the head to come, every time: Pingora turns an HTTP/1.1
-            // request without `Keep-Alive` into an endless keep-alive, which would otherwise
-            // carry over to the next wait. As Pingora's own loop does: no keep-alive once
-            // shutdown has begun.
-            let keepalive = (!*shutdown.borrow()).then_some(self.keepalive_idle.as_secs().max(1));
-            session.set_keepalive(keepalive);
+            // Keep-alive without Pingora's timeout on the reads of the wait: the wait for the
+            // next head is timed here ([`IdleDeadline`]). As Pingora's own loop does: no
+            // keep-alive once shutdown has begun.
+            session.set_keepalive((!*shutdown.borrow()).then_some(0));
             let outcome = {
                 let request = CURRENT.scope(
                     Arc::clone(&gate),
@@ -478,6 +503,10 @@ where
                 );
                 tokio::pin!(request);
                 let deadline = HeadDeadline::new(&gate, self.head_timeout, first);
+                let idle = IdleDeadline {
+                    gate: &gate,
+                    sleep: idle.as_mut(),
+                };
                 tokio::select! {
                     // The request first: the deadline looks at what its reads saw.
                     biased;
@@ -494,10 +523,13 @@ where
                         gate.set(GateState::Expired);
                         Outcome::TooSlow
                     }
+                    // Closed without an answer, as Pingora's keep-alive timeout does.
+                    () = idle => Outcome::Idle,
                 }
             };
             let reused = match outcome {
                 Outcome::Done(reused) => reused,
+                Outcome::Idle => return None,
                 Outcome::TooSlow => {
                     self.refuse_slow_head(&gate).await;
                     return None;
@@ -545,6 +577,8 @@ enum Outcome {
     Done(Option<pingora::apps::ReusedHttpStream>),
     /// Its head did not arrive in time.
     TooSlow,
+    /// The connection waited longer than the keep-alive idle timeout for it.
+    Idle,
     /// Something on its path panicked.
     Panicked(Box<dyn std::any::Any + Send>),
 }
