@@ -136,7 +136,13 @@ impl Tracer {
     /// The trace of a request with these headers: the proxy's server span, a child of the
     /// client's `traceparent` when it is valid.
     pub fn start(&self, headers: &http::HeaderMap, method: &str) -> RequestTrace {
-        let parent = TraceContextPropagator::new().extract(&Headers(headers));
+        // Without a `traceparent` there is nothing to continue: the propagator would only
+        // clone the current context (always empty here: the proxy attaches none).
+        let parent = if headers.contains_key(&TRACEPARENT) {
+            TraceContextPropagator::new().extract(&Headers(headers))
+        } else {
+            Context::new()
+        };
         let incoming = parent.span().span_context().clone();
         let continued = incoming.is_valid();
         let (server, recording) = match &self.exporting {
