@@ -36,6 +36,21 @@ install_tools() {
     fi
 }
 
+# The edge proxy at git ref REF, built with cargo profile PROFILE (release or profiling);
+# prints the binary's path.
+# The ref's workspace builds into the same target/ (its crates get their own hashes, the
+# dependencies are shared), before the working tree's, so the working tree's binary is the
+# one left in place.
+build_compare() { # ref profile
+    local ref=$1 profile=$2
+    log "building the edge proxy at $ref ($profile) to run beside the working tree's"
+    git worktree add --detach "$WORK/compare" "$ref" >/dev/null 2>&1
+    (cd "$WORK/compare" && CARGO_TARGET_DIR="$ROOT/target" cargo build --locked --profile "$profile" -p edge-proxy --bin edge-proxy 2>&1 | tail -n 1) >&2
+    cp "target/$profile/edge-proxy" "$WORK/edge-proxy-$ref"
+    git worktree remove --force "$WORK/compare"
+    echo "$WORK/edge-proxy-$ref"
+}
+
 wait_port() {
     for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
     echo "port $1 did not open" >&2; return 1

@@ -32,15 +32,8 @@ install_tools
 scripts/setup.sh >/dev/null 2>&1 || SKIP_BUILD=1 scripts/setup.sh
 COMPARE_BIN="" COMPARE_REF=""
 if [ -n "${BENCH_COMPARE:-}" ]; then
-    # The ref's workspace builds into the same target/ (its crates get their own hashes, the
-    # dependencies are shared), first, so the working tree's binary is the one left in place.
     COMPARE_REF=$(git rev-parse --short "$BENCH_COMPARE")
-    log "building the edge proxy at $BENCH_COMPARE ($COMPARE_REF) to run beside the working tree's"
-    git worktree add --detach "$WORK/compare" "$COMPARE_REF" >/dev/null 2>&1
-    (cd "$WORK/compare" && CARGO_TARGET_DIR="$ROOT/target" cargo build --locked --release -p edge-proxy --bin edge-proxy 2>&1 | tail -n 1)
-    COMPARE_BIN="$WORK/edge-proxy-$COMPARE_REF"
-    cp target/release/edge-proxy "$COMPARE_BIN"
-    git worktree remove --force "$WORK/compare"
+    COMPARE_BIN=$(build_compare "$COMPARE_REF" release)
 fi
 cargo build --locked --release -p edge-proxy -p user-service -p product-service --bins \
     --example limiter_memory --example bare_pingora --example counting_proxy 2>&1 | tail -n 1

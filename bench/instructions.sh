@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# bench/instructions.sh: user-space instructions per request of bare Pingora and the edge proxy
+# (routing only, everything on), counted by callgrind: the same figure for the same binary
+# and load however busy the machine is, so a change's effect on the proxy's own code can be
+# told on a machine whose speed moves between runs (requests/s cannot). Kernel time and
+# cache behaviour are not in it: `make bench` stays the measure of speed.
+#
+#   bench/instructions.sh                       bare, routing, full
+#   BENCH_COMPARE=<git ref> bench/instructions.sh
+#                                               also that ref's edge proxy (routing, full)
+#
+# Each proxy runs under valgrind with instrumentation off until a warm-up is done; then wrk
+# (4 connections, DURATION) and a dump of the counts. Results: bench/results/instructions.md
+# (per request: total, and the functions whose own instructions differ most from bare
+# Pingora's). Builds the `profiling` profile. Not part of `make bench`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DURATION=${DURATION:-10s}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+OUT=bench/results/instructions.md
+
+install_tools
+command -v valgrind >/dev/null || { log "installing valgrind (apt)"; apt-get install -y -qq valgrind >/dev/null; }
+COMPARE_REF="" COMPARE_BIN=""
+if [ -n "${BENCH_COMPARE:-}" ]; then
+    COMPARE_REF=$(git rev-parse --short "$BENCH_COMPARE")
+    COMPARE_BIN=$(build_compare "$COMPARE_REF" profiling)
+fi
+cargo build --locked --profile profiling -p edge-proxy --bin edge-proxy --example bare_pingora 2>&1 | tail -n 1
+BIN=target/profiling
+start_upstreams
+
+# count NAME PORT [wrk options] -- COMMAND...: callgrind over one wrk run against COMMAND
+count() {
+    local name=$1 port=$2; shift 2
+    local opts=()
+    while [ "$1" != -- ]; do opts+=("$1"); shift; done
+    shift
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/$name.cg" \
+        "$@" >/dev/null 2>"$WORK/$name.err" &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_port "$port"; sleep 1
+    taskset -c 1 wrk -t1 -c4 -d3s "${opts[@]}" "http://127.0.0.1:$port/api/items" >/dev/null
+    callgrind_control -i on "$pid" >/dev/null
+    taskset -c 1 wrk -t1 -c4 -d"$DURATION" -s bench/report.lua "${opts[@]}" \
+        "http://127.0.0.1:$port/api/items" | tail -n 1 >"$WORK/$name.wrk"
+    callgrind_control -d "$pid" >/dev/null
+    stop_pid "$pid"
+    # The dump taken under load is part 1; the one at exit (nothing counted) is dropped.
+    callgrind_annotate --auto=no --threshold=100 "$WORK/$name.cg.1" >"$WORK/$name.txt" 2>/dev/null
+}
+
+# edge NAME CONFIG BINARY: the edge proxy as `make bench` runs it (everything on writes its
+# access log, here into the valgrind log)
+edge() {
+    local name=$1 config=$2 bin=$3
+    log "edge proxy ($bin), $config"
+    edge_config "$name" 18090 18091 "$config"
+    local run=(count "$name" 18090 -H "x-api-key: lambda-edge-dev-key" --
+        "$bin" --log-format json run --config "$WORK/$name.toml")
+    if [ "$config" = routing ]; then RUST_LOG=warn "${run[@]}"; else "${run[@]}"; fi
+    TARGETS+=("$name")
+}
+
+TARGETS=(bare)
+log "bare Pingora"
+count bare 18086 -- "$BIN/examples/bare_pingora" 127.0.0.1:18086 127.0.0.1:18081
+for config in routing full; do
+    edge "$config" "$config" "$BIN/edge-proxy"
+    [ -z "$COMPARE_BIN" ] || edge "$config-$COMPARE_REF" "$config" "$COMPARE_BIN"
+done
+
+CPU=$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
+python3 bench/instructions_report.py "$WORK" "$OUT" "$CPU" "${TARGETS[@]}"
+log "written to $OUT"
