@@ -315,14 +315,20 @@ async fn the_proxys_own_refusals_keep_the_connection() {
     assert_eq!(read_response(&mut stream).await.0, 200);
 }
 
-#[tokio::test]
-async fn each_request_starts_the_idle_timeout_again() {
-    let stub = Stub::start("svc", Behaviour::Ok).await;
+/// A proxy whose keep-alive connections may idle for one second, in front of `stub`.
+async fn with_one_second_idle(stub: &Stub) -> RunningProxy {
     let text = config(&stub.url()).replace(
         "client-timeout-ms = 5000",
         "client-timeout-ms = 5000\n        keepalive-idle-seconds = 1",
     );
-    let proxy = start_proxy(&text, None).await;
+    assert!(text.contains("keepalive-idle-seconds = 1"));
+    start_proxy(&text, None).await
+}
+
+#[tokio::test]
+async fn each_request_starts_the_idle_timeout_again() {
+    let stub = Stub::start("svc", Behaviour::Ok).await;
+    let proxy = with_one_second_idle(&stub).await;
     let mut stream = connect(&proxy).await;
     // Three requests 700 ms apart: the connection lives longer than the idle timeout, but
     // never waits that long for a request.
@@ -342,12 +348,7 @@ async fn each_request_starts_the_idle_timeout_again() {
 #[tokio::test]
 async fn an_idle_keepalive_connection_is_closed_after_its_timeout() {
     let stub = Stub::start("svc", Behaviour::Ok).await;
-    let text = config(&stub.url()).replace(
-        "client-timeout-ms = 5000",
-        "client-timeout-ms = 5000\n        keepalive-idle-seconds = 1",
-    );
-    assert!(text.contains("keepalive-idle-seconds = 1"));
-    let proxy = start_proxy(&text, None).await;
+    let proxy = with_one_second_idle(&stub).await;
     let mut stream = connect(&proxy).await;
     stream
         .write_all(b"GET /api/x HTTP/1.1\r\nhost: edge\r\n\r\n")
