@@ -11,7 +11,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from profile_report import AREAS  # noqa: E402  (the same areas as the perf profile's)
+from profile_report import AREAS, NAMES  # noqa: E402  (the perf profile's areas and names)
 
 # callgrind_annotate's function lines: "  1,234 (12.34%)  file:function [object]"
 LINE = re.compile(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(\S.*?)(?: \[(.*)\])?$")
@@ -24,9 +24,8 @@ def parse(path):
         m = LINE.match(line)
         if not m or "PROGRAM TOTALS" in line:
             continue
-        name = m.group(2)
-        if ":" in name and name.startswith(("/", ".", "?")):
-            name = name.split(":", 1)[1]
+        # "file:function", the file absolute, relative or "???": keep the function.
+        name = re.sub(r"^(\?\?\?|[^\s:]*\.(rs|c|h|S)):", "", m.group(2))
         counts[name] = counts.get(name, 0) + int(m.group(1).replace(",", ""))
     return counts
 
@@ -50,15 +49,10 @@ def per_request(work, target):
 def main():
     work, out, cpu = sys.argv[1:4]
     targets = sys.argv[4:]
-    names = {
-        "bare": "Pingora, bare (no filters)",
-        "routing": "edge proxy, routing only",
-        "full": "edge proxy, everything on",
-    }
 
     def title(target):
         base, _, ref = target.partition("-")
-        return names[base] + (" (%s)" % ref if ref else "")
+        return NAMES[base] + (" (%s)" % ref if ref else "")
 
     data = {t: per_request(work, t) for t in targets}
     bare = data["bare"][1]

@@ -24,6 +24,17 @@ AREAS = [
 ]
 
 
+# The rows' names, by target.
+NAMES = {
+    "nginx": "nginx (proxy_pass, keep-alive upstream)",
+    "bare": "Pingora, bare (no filters)",
+    "routing": "edge proxy, routing only",
+    "full": "edge proxy, everything on",
+    "nginx-cached": "nginx, proxy_cache (cached read)",
+    "cached": "edge proxy, edge cache (cached read)",
+}
+
+
 def parse(path):
     rows = []
     for line in open(path, errors="replace"):
@@ -51,14 +62,6 @@ def area(dso, kind, symbol):
 def main():
     work, out, cpu = sys.argv[1:4]
     targets = sys.argv[4:]
-    names = {
-        "nginx": "nginx (proxy_pass, keep-alive upstream)",
-        "bare": "Pingora, bare (no filters)",
-        "routing": "edge proxy, routing only",
-        "full": "edge proxy, everything on",
-        "nginx-cached": "nginx, proxy_cache (cached read)",
-        "cached": "edge proxy, edge cache (cached read)",
-    }
     lines = [
         "# Where the CPU goes",
         "",
@@ -80,7 +83,7 @@ def main():
             areas[key] = areas.get(key, 0) + share
         summary.append((target, wrk.get("rps", 0), areas, total))
         lines += [
-            "## %s: %.0f req/s during the profile" % (names.get(target, target), wrk.get("rps", 0)),
+            "## %s: %.0f req/s during the profile" % (NAMES.get(target, target), wrk.get("rps", 0)),
             "",
             "| area | share |",
             "|---|---:|",
