@@ -4,7 +4,6 @@
 //! upstream) the client's credentials; a signed upstream gets none of the client's `x-amz-*`.
 
 use std::borrow::Cow;
-use std::io::Write as _;
 use std::net::IpAddr;
 
 use bytes::Bytes;
@@ -14,6 +13,7 @@ use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use smallvec::SmallVec;
 
+use super::client::{ip_text, MAX_IP_TEXT};
 use super::routing::upstream_path;
 use crate::admission::auth::Identity;
 use crate::config::{Route, UpstreamUrl};
@@ -32,9 +32,6 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// Also on every response (see `ResponseHeaders`).
 pub(super) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Longest text of an address: an IPv6 one with an IPv4 tail.
-const MAX_IP_TEXT: usize = 45;
 
 /// At most how many headers [`Forwarding::apply`] adds, room made for them at once.
 const ADDED_HEADERS: usize = 10;
@@ -177,7 +174,7 @@ fn forwarded_for(
     peer: IpAddr,
 ) -> Result<HeaderValue, InvalidHeaderValue> {
     let mut text = [0u8; MAX_IP_TEXT];
-    let ip = ip_text(peer, &mut text);
+    let ip = ip_text(peer, &mut text).as_bytes();
     match existing.filter(|v| v.to_str().is_ok()) {
         Some(existing) => {
             let existing = existing.as_bytes();
@@ -188,34 +185,6 @@ fn forwarded_for(
             HeaderValue::from_maybe_shared(Bytes::from(value))
         }
         None => HeaderValue::from_bytes(ip),
-    }
-}
-
-/// The address as text in `buf`. An IPv4 address (the usual peer) is written octet by octet:
-/// through `Display` it costs about twenty times as much (`fmt`'s machinery, twice over).
-fn ip_text(ip: IpAddr, buf: &mut [u8; MAX_IP_TEXT]) -> &[u8] {
-    match ip {
-        IpAddr::V4(v4) => {
-            let mut len = 0;
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    buf[len] = b'.';
-                    len += 1;
-                }
-                let mut octet_text = itoa::Buffer::new();
-                let digits = octet_text.format(octet).as_bytes();
-                buf[len..len + digits.len()].copy_from_slice(digits);
-                len += digits.len();
-            }
-            &buf[..len]
-        }
-        IpAddr::V6(_) => {
-            let mut rest = &mut buf[..];
-            // Cannot fail: every address fits.
-            let _ = write!(rest, "{ip}");
-            let written = MAX_IP_TEXT - rest.len();
-            &buf[..written]
-        }
     }
 }
 

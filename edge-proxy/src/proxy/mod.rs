@@ -685,8 +685,12 @@ impl ProxyHttp for EdgeProxy {
             return;
         }
         // Text fields as &str (written as they are), not Display (through fmt's machinery);
-        // the ids made only for a line that is written.
+        // the ids and the client's address made only for a line that is written.
         let ids = ctx.trace.as_ref().map(RequestTrace::hex_ids);
+        let mut client_text = [0u8; client::MAX_IP_TEXT];
+        let client = ctx
+            .client
+            .map_or(NONE, |ip| client::ip_text(ip, &mut client_text));
         tracing::info!(
             target: "access",
             request_id = ctx.request_id.as_str(),
@@ -697,9 +701,9 @@ impl ProxyHttp for EdgeProxy {
             route,
             status,
             latency_ms = latency * 1000.0,
-            upstream = %ctx.last_instance.as_ref().map_or(&NONE as &dyn std::fmt::Display, |i| &i.url),
+            upstream = ctx.last_instance.as_ref().map_or(NONE, |i| i.text.as_str()),
             retries = ctx.attempts.saturating_sub(1),
-            client = %ctx.client.as_ref().map_or(&NONE as &dyn std::fmt::Display, |ip| ip),
+            client,
             consumer = ctx.identity.as_ref().map_or("-", |i| i.id.as_str()),
             auth = ctx.auth_outcome.as_str(),
             rate_limited = status == 429 && ctx.rate.is_some(),

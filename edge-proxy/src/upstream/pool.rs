@@ -51,6 +51,8 @@ pub struct Instance {
     pub url: UpstreamUrl,
     /// `url`'s `Host` header value, made once.
     pub host: http::HeaderValue,
+    /// `url` as text, made once (the access log names it on every request).
+    pub text: String,
     /// Every address the host resolved to (empty until it first resolves).
     addresses: ArcSwap<Vec<SocketAddr>>,
     /// Which address the next connection goes to.
@@ -73,6 +75,7 @@ impl Instance {
             // A parsed URL's authority is always a valid header value.
             host: http::HeaderValue::from_str(spec.url.host_header())
                 .unwrap_or_else(|_| http::HeaderValue::from_static("invalid-host")),
+            text: spec.url.to_string(),
             url: spec.url.clone(),
             addresses: ArcSwap::from_pointee(Vec::new()),
             next_address: AtomicUsize::new(0),
