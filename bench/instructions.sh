@@ -12,7 +12,8 @@
 # Each proxy runs under valgrind with instrumentation off until a warm-up is done; then wrk
 # (4 connections, DURATION) and a dump of the counts. Results: bench/results/instructions.md
 # (per request: total, and the functions whose own instructions differ most from bare
-# Pingora's). Builds the `profiling` profile. Not part of `make bench`.
+# Pingora's). Builds the `profiling` profile. Not part of `make bench`. With KEEP=<dir> the
+# callgrind files are kept there, for `callgrind_annotate --tree=caller` and the like.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -76,3 +77,8 @@ done
 CPU=$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
 python3 bench/instructions_report.py "$WORK" "$OUT" "$CPU" "${TARGETS[@]}"
 log "written to $OUT"
+if [ -n "${KEEP:-}" ]; then
+    mkdir -p "$KEEP"
+    for name in "${TARGETS[@]}"; do cp "$WORK/$name.cg.1" "$KEEP/$name.cg"; done
+    log "callgrind files kept in $KEEP"
+fi
