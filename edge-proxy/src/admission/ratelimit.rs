@@ -40,9 +40,9 @@ impl Decision {
             Decision::Allowed {
                 remaining,
                 reset_seconds,
-            } => format!("\"{}\";r={remaining};t={reset_seconds}", policy.name),
+            } => policy.limit_header(("r", u64::from(*remaining)), ("t", *reset_seconds)),
             Decision::Limited { reset_seconds, .. } => {
-                format!("\"{}\";r=0;t={reset_seconds}", policy.name)
+                policy.limit_header(("r", 0), ("t", *reset_seconds))
             }
         }
     }
@@ -247,6 +247,19 @@ mod tests {
             reset_seconds: 1,
         };
         assert_eq!(decision.header(&policy), "\"test\";r=7;t=1");
+        let limited = Decision::Limited {
+            retry_after_seconds: 3,
+            reset_seconds: 12,
+        };
+        assert_eq!(limited.header(&policy), "\"test\";r=0;t=12");
+        let wide = Decision::Allowed {
+            remaining: u32::MAX,
+            reset_seconds: u64::MAX,
+        };
+        assert_eq!(
+            wide.header(&policy),
+            format!("\"test\";r={};t={}", u32::MAX, u64::MAX)
+        );
     }
 
     /// The documented approximation: keys that share a cell share one budget, so a key may

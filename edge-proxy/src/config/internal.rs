@@ -368,11 +368,31 @@ impl RatePolicy {
 
     /// `RateLimit-Policy` header value (draft-ietf-httpapi-ratelimit-headers).
     pub fn policy_header(&self) -> String {
-        format!(
-            "\"{}\";q={};w={}",
-            self.name,
-            self.burst,
-            self.window_seconds()
-        )
+        self.limit_header(("q", u64::from(self.burst)), ("w", self.window_seconds()))
+    }
+
+    /// A RateLimit header's value for this policy: its quoted name and two parameters
+    /// (`"name";a=1;b=2`), written into one string of the exact size (`format!` goes through
+    /// fmt's machinery and grows its string piece by piece; these are made per response).
+    pub fn limit_header(&self, first: (&str, u64), second: (&str, u64)) -> String {
+        let (mut a, mut b) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let (a, b) = (a.format(first.1), b.format(second.1));
+        let pieces = [
+            "\"",
+            self.name.as_str(),
+            "\";",
+            first.0,
+            "=",
+            a,
+            ";",
+            second.0,
+            "=",
+            b,
+        ];
+        let mut text = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
+        for piece in pieces {
+            text.push_str(piece);
+        }
+        text
     }
 }
