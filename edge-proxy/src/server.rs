@@ -87,6 +87,9 @@ pub mod tuning {
         pub read_buffer: usize,
         /// Downstream write buffer, bytes (0 = unbuffered).
         pub write_buffer: usize,
+        /// Timeouts longer than this many whole seconds use tokio's timer rather than
+        /// Pingora's fast timer (`None`: never).
+        pub tokio_timeouts_above_seconds: Option<u64>,
     }
 
     impl Default for Tuning {
@@ -102,15 +105,22 @@ pub mod tuning {
                 keepalive_pool: pingora.upstream_keepalive_pool_size,
                 read_buffer: buffers.read_capacity(),
                 write_buffer: buffers.write_capacity(),
+                // Every timeout of a second or more on tokio's timer: Pingora's fast timer
+                // registers each timed read that waits with two boxes, a lock and a `Notify`
+                // (about 1,700 instructions per proxied request for the upstream response's
+                // read timeout, in bench/instructions.sh), and keeps each cancelled one until
+                // its deadline; tokio's is one box, in and out of the thread's own wheel.
+                tokio_timeouts_above_seconds: Some(0),
             }
         }
     }
 
     impl Tuning {
         /// The defaults with any `PINGORA_WORK_STEALING` (0/1), `PINGORA_LISTENER_TASKS`,
-        /// `PINGORA_KEEPALIVE_POOL`, `PINGORA_READ_BUFFER` or `PINGORA_WRITE_BUFFER` set in
-        /// the environment applied: for the benchmark's experiments only (the `edge-proxy`
-        /// binary never reads them).
+        /// `PINGORA_KEEPALIVE_POOL`, `PINGORA_READ_BUFFER`, `PINGORA_WRITE_BUFFER` or
+        /// `PINGORA_TOKIO_TIMEOUTS_ABOVE` (seconds, or `never`) set in the environment
+        /// applied: for the benchmark's experiments only (the `edge-proxy` binary never reads
+        /// them).
         pub fn from_env() -> Result<Tuning, String> {
             fn var<T: std::str::FromStr>(name: &str) -> Result<Option<T>, String> {
                 match std::env::var(name) {
@@ -137,6 +147,14 @@ pub mod tuning {
             if let Some(write) = var("PINGORA_WRITE_BUFFER")? {
                 tuning.write_buffer = write;
             }
+            if let Some(above) = var::<String>("PINGORA_TOKIO_TIMEOUTS_ABOVE")? {
+                tuning.tokio_timeouts_above_seconds = match above.as_str() {
+                    "never" => None,
+                    seconds => Some(seconds.parse().map_err(|_| {
+                        format!("PINGORA_TOKIO_TIMEOUTS_ABOVE={seconds} is not valid")
+                    })?),
+                };
+            }
             Ok(tuning)
         }
 
@@ -147,6 +165,7 @@ pub mod tuning {
                 work_stealing: self.work_stealing,
                 listener_tasks_per_fd: self.listener_tasks,
                 upstream_keepalive_pool_size: self.keepalive_pool,
+                fast_timeout_to_tokio_threshold_seconds: self.tokio_timeouts_above_seconds,
                 ..ServerConf::default()
             }
         }
