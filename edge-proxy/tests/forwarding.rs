@@ -264,6 +264,24 @@ async fn client_headers_reach_the_upstream_with_their_values_and_lower_case_name
     }
 }
 
+/// A client's `X-Forwarded-For` list goes on with the peer's address appended, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_forwarded_for_list_goes_on_with_the_peer_appended() {
+    let stub = Stub::start("svc", Behaviour::Ok).await;
+    let proxy = start_proxy(&config(&stub.url(), ""), None).await;
+    let sent = [
+        ("x-api-key", "ci-key"),
+        ("x-forwarded-for", "203.0.113.9, 198.51.100.1"),
+    ];
+    assert_eq!(get(&proxy.base, &sent).await.status().as_u16(), 200);
+    let head = stub.last_head.lock().unwrap().clone();
+    assert!(
+        head.contains("\r\nx-forwarded-for: 203.0.113.9, 198.51.100.1, 127.0.0.1\r\n"),
+        "{head}"
+    );
+    assert_eq!(head.matches("\r\nx-forwarded-for: ").count(), 1, "{head}");
+}
+
 /// A route that changes nothing of the path (no base path, nothing stripped) sends the
 /// client's target on as it is, query included; an absolute-form target still goes upstream
 /// as a path.

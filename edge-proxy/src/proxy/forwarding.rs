@@ -128,19 +128,24 @@ impl Forwarding<'_> {
 
     /// The upstream's headers, from the client's.
     fn headers(&self, session: &Session, headers: &mut HeaderMap) -> Result<(), http::Error> {
-        // One pass over what the client sent decides what goes (usually nothing).
-        let dropped: SmallVec<[HeaderName; 4]> = headers
-            .keys()
-            .filter(|name| self.drops(name))
-            .cloned()
-            .collect();
+        // One pass over what the client sent decides what goes (usually nothing) and finds
+        // the client's `X-Forwarded-For` (its first value, as `get` would give).
+        let mut dropped: SmallVec<[HeaderName; 4]> = SmallVec::new();
+        let mut client_forwarded_for = None;
+        for (name, value) in headers.iter() {
+            if self.drops(name) {
+                dropped.push(name.clone());
+            } else if client_forwarded_for.is_none() && name == X_FORWARDED_FOR {
+                client_forwarded_for = Some(value.clone());
+            }
+        }
         for name in &dropped {
             headers.remove(name);
         }
         headers.try_reserve(ADDED_HEADERS)?;
         headers.try_insert(header::HOST, self.host.clone())?;
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-            let value = forwarded_for(headers.get(&X_FORWARDED_FOR), addr.ip())?;
+            let value = forwarded_for(client_forwarded_for.as_ref(), addr.ip())?;
             headers.try_insert(X_FORWARDED_FOR.clone(), value)?;
         }
         headers.try_insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"))?;
