@@ -126,6 +126,20 @@ pub(crate) mod tests {
             error_field(&GOOD.replace("[\"http://127.0.0.1:9000/lambda-url/user-service\"]", "[]")),
             "services.users.instances"
         );
+        let check = |path: &str| {
+            GOOD.replace(
+                "[[routes]]",
+                &format!("[services.users.health-check]\npath = {path:?}\n[[routes]]"),
+            )
+        };
+        assert!(Config::parse(&check("/health?deep=1")).is_ok());
+        for bad in ["health", "/health check", "/health\tcheck"] {
+            assert_eq!(
+                error_field(&check(bad)),
+                "services.users.health-check.path",
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

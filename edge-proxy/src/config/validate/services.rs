@@ -77,6 +77,14 @@ pub(super) fn validate(
             "must start with '/'",
         ));
     }
+    // Refused here, not found out by every check failing (an instance's base path is a
+    // valid URI path already, so the two together are too).
+    if let Err(error) = hc.path.parse::<http::uri::PathAndQuery>() {
+        return Err(ConfigError::new(
+            format!("{hc_field}.path"),
+            format!("is not a valid URI path: {error}"),
+        ));
+    }
     let health_check = HealthCheckConfig {
         enabled: hc.enabled,
         interval: ms_in_range(
