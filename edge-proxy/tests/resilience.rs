@@ -283,15 +283,11 @@ async fn a_post_is_retried_when_it_was_never_sent() {
     }
 }
 
-/// A 504 from an upstream slower than `read_timeout_ms`, and how long the answer took.
-async fn slow_upstream_answer(read_timeout_ms: u64) -> Duration {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upstream_is_a_504() {
     let slow = Stub::start("slow", Behaviour::Delay(Duration::from_secs(5))).await;
-    let text = config(&[slow.url()], "").replace(
-        "read-timeout-ms = 2000",
-        &format!("read-timeout-ms = {read_timeout_ms}"),
-    );
+    let text = config(&[slow.url()], "").replace("read-timeout-ms = 2000", "read-timeout-ms = 300");
     let proxy = start_proxy(&text, None).await;
-    let started = Instant::now();
     let response = client()
         .get(format!("{}/api/x", proxy.base))
         .send()
@@ -300,21 +296,6 @@ async fn slow_upstream_answer(read_timeout_ms: u64) -> Duration {
     assert_eq!(response.status().as_u16(), 504);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "upstream_timeout");
-    started.elapsed()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_upstream_is_a_504() {
-    slow_upstream_answer(300).await;
-}
-
-/// Timeouts of a second or more run on tokio's timer, shorter ones on Pingora's fast timer
-/// (`server::tuning`): both end the wait.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_timeout_of_seconds_is_kept_too() {
-    let took = slow_upstream_answer(1200).await;
-    // Not before its time (a 504 at all means it ended the five seconds' wait).
-    assert!(took >= Duration::from_millis(1200), "{took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
