@@ -12,7 +12,7 @@
 # Each proxy runs under valgrind with instrumentation off until a warm-up is done; then wrk
 # (4 connections, DURATION) and a dump of the counts. Results: bench/results/instructions.md
 # (per request: total, and the functions whose own instructions differ most from bare
-# Pingora's). Builds the `profiling` profile. Not part of `make bench`. With KEEP=<dir> the
+# Pingora's), with each proxy's syscalls and context switches per request from a native run. Builds the `profiling` profile. Not part of `make bench`. With KEEP=<dir> the
 # callgrind files are kept there, for `callgrind_annotate --tree=caller` and the like.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,7 @@ OUT=bench/results/instructions.md
 
 install_tools
 command -v valgrind >/dev/null || { log "installing valgrind (apt)"; apt-get install -y -qq valgrind >/dev/null; }
+command -v perf >/dev/null || { log "installing perf (apt)"; apt-get install -y -qq linux-perf >/dev/null; }
 COMPARE_REF="" COMPARE_BIN=""
 if [ -n "${BENCH_COMPARE:-}" ]; then
     COMPARE_REF=$(git rev-parse --short "$BENCH_COMPARE")
@@ -33,12 +34,26 @@ cargo build --locked --profile profiling -p edge-proxy --bin edge-proxy --exampl
 BIN=target/profiling
 start_upstreams
 
-# count NAME PORT [wrk options] -- COMMAND...: callgrind over one wrk run against COMMAND
+# count NAME PORT [wrk options] -- COMMAND...: syscalls and context switches per request
+# (perf stat, COMMAND run natively under make bench's load), then callgrind over one wrk
+# run against COMMAND. callgrind sees user space only: a change that moves work into the
+# kernel (a syscall more per request) shows in the first figures, not in the instructions.
 count() {
     local name=$1 port=$2; shift 2
     local opts=()
     while [ "$1" != -- ]; do opts+=("$1"); shift; done
     shift
+    taskset -c 0 "$@" >/dev/null 2>"$WORK/$name.native.err" &
+    local native=$!
+    PIDS+=("$native")
+    wait_port "$port"
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s "${opts[@]}" "http://127.0.0.1:$port/api/items" >/dev/null
+    perf stat -x, -e raw_syscalls:sys_enter,context-switches -p "$native" -o "$WORK/$name.perf" &
+    local perf=$!
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s bench/report.lua "${opts[@]}" \
+        "http://127.0.0.1:$port/api/items" | tail -n 1 >"$WORK/$name.native"
+    kill -INT "$perf"; wait "$perf" || true
+    stop_pid "$native"
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/$name.cg" \
         "$@" >/dev/null 2>"$WORK/$name.err" &
     local pid=$!

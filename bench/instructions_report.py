@@ -46,6 +46,21 @@ def per_request(work, target):
     return requests, {k: v / requests for k, v in counts.items()}
 
 
+def kernel(work, target):
+    """Syscalls and context switches per request of the native run (perf stat -x,)."""
+    wrk = json.loads(open("%s/%s.native" % (work, target)).read().strip())
+    counts = {}
+    for line in open("%s/%s.perf" % (work, target)):
+        fields = line.strip().split(",")
+        if len(fields) > 2 and fields[0].replace(".", "").isdigit():
+            counts[fields[2]] = float(fields[0])
+    requests = max(wrk["requests"], 1)
+    return (
+        counts.get("raw_syscalls:sys_enter", 0) / requests,
+        counts.get("context-switches", 0) / requests,
+    )
+
+
 def main():
     work, out, cpu = sys.argv[1:4]
     targets = sys.argv[4:]
@@ -66,16 +81,20 @@ def main():
         "than half the CPU here, see `profile.md`) is not in these counts, nor are cache misses.",
         "Functions inlined into a caller count as the caller. Under valgrind each wake-up finds",
         "fewer requests ready than at full speed, so the event loop's share is larger than it",
-        "is in `make bench`.",
+        "is in `make bench`. Syscalls and context switches: `perf stat` on the proxy run",
+        "natively under `make bench`'s load (32 connections), over the same duration.",
         "",
-        "| configuration | requests counted | instructions per request | over bare Pingora |",
-        "|---|---:|---:|---:|",
+        "| configuration | requests counted | instructions per request | over bare Pingora"
+        " | syscalls per request | context switches per request |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for target in targets:
         requests, counts = data[target]
         total = sum(counts.values())
+        syscalls, switches = kernel(work, target)
         lines.append(
-            "| %s | %d | %.0f | %+.0f |" % (title(target), requests, total, total - bare_total)
+            "| %s | %d | %.0f | %+.0f | %.2f | %.2f |"
+            % (title(target), requests, total, total - bare_total, syscalls, switches)
         )
     areas_of = {}
     for target in targets:
