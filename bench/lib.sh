@@ -44,8 +44,15 @@ install_tools() {
 build_compare() { # ref profile
     local ref=$1 profile=$2
     log "building the edge proxy at $ref ($profile) to run beside the working tree's"
-    git worktree add --detach "$WORK/compare" "$ref" >/dev/null 2>&1
-    (cd "$WORK/compare" && CARGO_TARGET_DIR="$ROOT/target" cargo build --locked --profile "$profile" -p edge-proxy --bin edge-proxy 2>&1 | tail -n 1) >&2
+    git worktree add --detach "$WORK/compare" "$ref" >/dev/null 2>&1 || {
+        log "cannot check out $ref"; return 1
+    }
+    # A failed build stops the run: copying target/'s binary then would compare the working
+    # tree (or an older build) with itself under the ref's name.
+    if ! (cd "$WORK/compare" && CARGO_TARGET_DIR="$ROOT/target" cargo build --locked --profile "$profile" -p edge-proxy --bin edge-proxy 2>&1 | tail -n 1) >&2; then
+        git worktree remove --force "$WORK/compare"
+        log "the edge proxy at $ref did not build"; return 1
+    fi
     cp "target/$profile/edge-proxy" "$WORK/edge-proxy-$ref"
     git worktree remove --force "$WORK/compare"
     echo "$WORK/edge-proxy-$ref"
