@@ -134,21 +134,24 @@ struct JsonFields<'a, 'w> {
 
 impl JsonFields<'_, '_> {
     fn entry(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
-        self.write(field, "\":", value, "");
+        self.write(field, "\":", value);
     }
 
-    /// A string field: its quotes written with the name's punctuation (each write is a
-    /// dynamic call into the line's buffer).
+    /// A string field: its opening quote written with the name's punctuation (each write is
+    /// a dynamic call into the line's buffer).
     fn string(&mut self, field: &Field, value: impl FnOnce(&mut Escaped<'_, '_>) -> fmt::Result) {
-        self.write(field, "\":\"", |w| value(&mut Escaped(w)), "\"");
+        self.write(field, "\":\"", |w| {
+            value(&mut Escaped(w))?;
+            w.write_str("\"")
+        });
     }
 
+    /// `,"name` and `open`, then the value.
     fn write(
         &mut self,
         field: &Field,
         open: &str,
         value: impl FnOnce(&mut Writer<'_>) -> fmt::Result,
-        close: &str,
     ) {
         if self.result.is_ok() {
             // Field names are Rust identifiers: nothing to escape.
@@ -157,11 +160,7 @@ impl JsonFields<'_, '_> {
                 .write_str(",\"")
                 .and_then(|()| self.writer.write_str(field.name()))
                 .and_then(|()| self.writer.write_str(open))
-                .and_then(|()| value(self.writer))
-                .and_then(|()| match close {
-                    "" => Ok(()),
-                    close => self.writer.write_str(close),
-                });
+                .and_then(|()| value(self.writer));
         }
     }
 }
