@@ -48,6 +48,7 @@ use arc_swap::ArcSwap;
 
 use crate::admission::ratelimit::RateLimiter;
 use crate::config::Route;
+use crate::ops::access::{self, AccessLine};
 use crate::ops::clock::Clock;
 use crate::ops::metrics::{Metrics, RouteMetrics};
 use crate::ops::trace::{HexIds, RequestId, RequestTrace, Tracer};
@@ -681,36 +682,34 @@ impl ProxyHttp for EdgeProxy {
             let kind = error.map(|e| e.etype().as_str());
             trace.finish(request.method.as_str(), route, status, kind);
         }
-        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+        if !access::enabled() {
             return;
         }
-        // Text fields as &str (written as they are), not Display (through fmt's machinery);
-        // the ids and the client's address made only for a line that is written.
+        // The ids and the client's address made only for a line that is written.
         let ids = ctx.trace.as_ref().map(RequestTrace::hex_ids);
         let mut client_text = [0u8; client::MAX_IP_TEXT];
-        let client = ctx
-            .client
-            .map_or(NONE, |ip| client::ip_text(ip, &mut client_text));
-        tracing::info!(
-            target: "access",
-            request_id = ctx.request_id.as_str(),
-            trace_id = ids.as_ref().map_or(NONE, HexIds::trace_id),
-            span_id = ids.as_ref().map_or(NONE, HexIds::span_id),
-            method = request.method.as_str(),
-            path = request.uri.path(),
+        let error = error.map(|e| e.to_string());
+        AccessLine {
+            request_id: ctx.request_id.as_str(),
+            trace_id: ids.as_ref().map_or(NONE, HexIds::trace_id),
+            span_id: ids.as_ref().map_or(NONE, HexIds::span_id),
+            method: request.method.as_str(),
+            path: request.uri.path(),
             route,
             status,
-            latency_ms = latency * 1000.0,
-            upstream = ctx.last_instance.as_ref().map_or(NONE, |i| i.text.as_str()),
-            retries = ctx.attempts.saturating_sub(1),
-            client,
-            consumer = ctx.identity.as_ref().map_or("-", |i| i.id.as_str()),
-            auth = ctx.auth_outcome.as_str(),
-            rate_limited = status == 429 && ctx.rate.is_some(),
-            cache = ctx.cache.map_or("-", Outcome::as_str),
-            error = error.map(|e| e.to_string()).unwrap_or_default(),
-            "request"
-        );
+            latency_ms: latency * 1000.0,
+            upstream: ctx.last_instance.as_ref().map_or(NONE, |i| i.text.as_str()),
+            retries: ctx.attempts.saturating_sub(1),
+            client: ctx
+                .client
+                .map_or(NONE, |ip| client::ip_text(ip, &mut client_text)),
+            consumer: ctx.identity.as_ref().map_or(NONE, |i| i.id.as_str()),
+            auth: ctx.auth_outcome.as_str(),
+            rate_limited: status == 429 && ctx.rate.is_some(),
+            cache: ctx.cache.map_or(NONE, Outcome::as_str),
+            error: error.as_deref().unwrap_or_default(),
+        }
+        .write();
     }
 }
 
