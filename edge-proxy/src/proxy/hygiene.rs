@@ -25,53 +25,49 @@ pub fn check(request: &RequestHeader, limits: &Limits) -> Result<(), ProxyError>
     if uri_len > limits.max_uri_bytes {
         return Err(ProxyError::UriTooLong);
     }
-    let header_bytes: usize = request
-        .headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
+    // One pass over the headers gathers what the rules below look at (a lookup by name hashes
+    // the name again, three times a request).
+    let mut header_bytes = 0;
+    let mut host = false;
+    let (mut encodings, mut first_encoding) = (0usize, None);
+    let (mut lengths, mut first_length) = (0usize, None);
+    for (name, value) in &request.headers {
+        header_bytes += name.as_str().len() + value.len() + 4;
+        if name == http::header::HOST {
+            host = true;
+        } else if name == http::header::TRANSFER_ENCODING {
+            encodings += 1;
+            first_encoding.get_or_insert(value.as_bytes());
+        } else if name == http::header::CONTENT_LENGTH {
+            lengths += 1;
+            first_length.get_or_insert(value.as_bytes());
+        }
+    }
     if header_bytes > limits.max_header_bytes {
         return Err(ProxyError::HeadersTooLarge);
     }
-    if request.version == http::Version::HTTP_11
-        && !request.headers.contains_key(http::header::HOST)
-    {
+    if request.version == http::Version::HTTP_11 && !host {
         return Err(ProxyError::BadRequest(
             "HTTP/1.1 requests need a Host header",
         ));
     }
-    let transfer_encodings: Vec<&[u8]> = request
-        .headers
-        .get_all(http::header::TRANSFER_ENCODING)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
-    let lengths: Vec<&[u8]> = request
-        .headers
-        .get_all(http::header::CONTENT_LENGTH)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
-    if !transfer_encodings.is_empty() {
-        if !lengths.is_empty() {
+    if let Some(encoding) = first_encoding {
+        if lengths > 0 {
             return Err(ProxyError::BadRequest(
                 "Content-Length and Transfer-Encoding together are refused",
             ));
         }
-        let chunked_only = transfer_encodings.len() == 1
-            && transfer_encodings[0]
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"chunked");
+        let chunked_only = encodings == 1 && encoding.trim_ascii().eq_ignore_ascii_case(b"chunked");
         if !chunked_only {
             return Err(ProxyError::BadRequest(
                 "only Transfer-Encoding: chunked is accepted",
             ));
         }
     }
-    if lengths.len() > 1 {
+    if lengths > 1 {
         return Err(ProxyError::BadRequest("more than one Content-Length"));
     }
-    if let Some(length) = lengths.first() {
+    if let Some(length) = first_length {
         let length = std::str::from_utf8(length)
             .ok()
             .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
