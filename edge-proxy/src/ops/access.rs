@@ -399,6 +399,21 @@ mod tests {
         assert_eq!(lines[1]["error"], "x");
     }
 
+    #[test]
+    fn rust_log_decides_whether_a_line_is_written() {
+        let enabled_under = |filter: &str| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(Buffer::default())
+                .finish();
+            tracing::subscriber::with_default(subscriber, enabled)
+        };
+        assert!(enabled_under("info"));
+        assert!(enabled_under("warn,access=info"));
+        assert!(!enabled_under("info,access=off"));
+        assert!(!enabled_under("warn"));
+    }
+
     fn escaped(text: &str) -> String {
         let mut out = Vec::new();
         escape(&mut out, text);
