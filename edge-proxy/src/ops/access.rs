@@ -159,7 +159,7 @@ fn timestamp(out: &mut Vec<u8>, time: SystemTime) {
     thread_local! {
         static SECOND: std::cell::Cell<(u64, [u8; 20])> = const { std::cell::Cell::new((u64::MAX, [0; 20])) };
     }
-    let secs = match time.duration_since(std::time::UNIX_EPOCH) {
+    let since = match time.duration_since(std::time::UNIX_EPOCH) {
         Ok(since) if since.as_secs() < MAX_TIMESTAMP_SECS => since,
         _ => {
             let mut text = String::new();
@@ -169,7 +169,7 @@ fn timestamp(out: &mut Vec<u8>, time: SystemTime) {
             return;
         }
     };
-    let (whole, micros) = (secs.as_secs(), secs.subsec_micros());
+    let (whole, micros) = (since.as_secs(), since.subsec_micros());
     let prefix = SECOND.with(|cell| {
         let (cached, prefix) = cell.get();
         if cached == whole {
