@@ -135,7 +135,6 @@ impl AccessLine<'_> {
 }
 
 /// `name` (with its punctuation and opening quote), `value` escaped, the closing quote.
-#[inline]
 fn string(out: &mut Vec<u8>, name: &[u8], value: &str) {
     out.extend_from_slice(name);
     escape(out, value);
