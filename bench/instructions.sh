@@ -12,8 +12,9 @@
 # Each proxy runs under valgrind with instrumentation off until a warm-up is done; then wrk
 # (4 connections, DURATION) and a dump of the counts. Results: bench/results/instructions.md
 # (per request: total, and the functions whose own instructions differ most from bare
-# Pingora's), with each proxy's syscalls and context switches per request from a native run. Builds the `profiling` profile. Not part of `make bench`. With KEEP=<dir> the
-# callgrind files are kept there, for `callgrind_annotate --tree=caller` and the like.
+# Pingora's), with each proxy's syscalls and context switches per request from a native run.
+# Builds the `profiling` profile. Not part of `make bench`. With KEEP=<dir> the callgrind
+# files are kept there, for `callgrind_annotate --tree=caller` and the like.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
