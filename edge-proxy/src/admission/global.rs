@@ -571,11 +571,7 @@ mod tests {
     use crate::ops::clock::ManualClock;
 
     fn policy(rate: f64, burst: u32, on_store_error: StoreFailure) -> RatePolicy {
-        RatePolicy {
-            scope: LimitScope::Global,
-            on_store_error,
-            ..RatePolicy::local("global", rate, burst)
-        }
+        RatePolicy::local("global", rate, burst).scoped(LimitScope::Global, on_store_error)
     }
 
     fn config(lease: u32, lease_ms: u64) -> RedisConfig {
@@ -736,10 +732,8 @@ mod tests {
     async fn a_store_outage_fails_open_or_closed_per_policy_and_backs_off() {
         let (clock, store, replicas) = fleet(4, 250);
         let open = policy(1.0, 1, StoreFailure::Open);
-        let closed = RatePolicy {
-            name: "closed".into(),
-            ..policy(1.0, 1, StoreFailure::Closed)
-        };
+        let closed =
+            RatePolicy::local("closed", 1.0, 1).scoped(LimitScope::Global, StoreFailure::Closed);
         store.down.store(true, Ordering::SeqCst);
         assert_eq!(replicas[0].check(&open, "dave").await, None);
         let calls = store.calls.load(Ordering::SeqCst);

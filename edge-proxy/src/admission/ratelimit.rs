@@ -228,10 +228,7 @@ mod tests {
             limiter.check(&policy, "bob", t0),
             Decision::Allowed { .. }
         ));
-        let other = RatePolicy {
-            name: "other".into(),
-            ..policy
-        };
+        let other = RatePolicy::local("other", policy.rate_per_second, policy.burst);
         assert!(matches!(
             limiter.check(&other, "alice", t0),
             Decision::Allowed { .. }
@@ -260,6 +257,27 @@ mod tests {
             wide.header(&policy),
             format!("\"test\";r={};t={}", u32::MAX, u64::MAX)
         );
+    }
+
+    #[test]
+    fn a_policy_name_goes_into_its_headers_as_a_structured_field_string() {
+        // A route prefix is the name of its policy, and a prefix may hold quotes,
+        // backslashes and UTF-8: each header carries it quoted, escaped, in visible ASCII.
+        let decision = Decision::Allowed {
+            remaining: 1,
+            reset_seconds: 2,
+        };
+        for (name, quoted) in [
+            ("/a\"b", r#""/a\"b""#),
+            ("/a\\b", r#""/a\\b""#),
+            ("/café", r#""/caf%C3%A9""#),
+            ("/tab\there", r#""/tab%09here""#),
+            ("/a b~", r#""/a b~""#),
+        ] {
+            let policy = RatePolicy::local(name, 1.0, 3);
+            assert_eq!(policy.policy_header(), format!("{quoted};q=3;w=3").as_str());
+            assert_eq!(decision.header(&policy), format!("{quoted};r=1;t=2"));
+        }
     }
 
     /// The documented approximation: keys that share a cell share one budget, so a key may

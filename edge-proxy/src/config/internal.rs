@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
 use serde::Deserialize;
 
 use super::url::UpstreamUrl;
@@ -326,7 +327,9 @@ impl Default for Limits {
     }
 }
 
-/// A limit: `burst` requests at once, refilled at `rate_per_second`.
+/// A limit: `burst` requests at once, refilled at `rate_per_second`. Made by
+/// [`RatePolicy::local`] (and [`RatePolicy::scoped`]), which also write the parts of its
+/// `RateLimit` headers that no request changes; its fields are read, not changed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RatePolicy {
     /// Name shown in the `RateLimit-Policy` header.
@@ -336,17 +339,38 @@ pub struct RatePolicy {
     pub scope: LimitScope,
     /// Only for [`LimitScope::Global`].
     pub on_store_error: StoreFailure,
+    /// `name` as a structured-field string: quoted, escaped, visible ASCII only.
+    quoted_name: String,
+    /// The whole `RateLimit-Policy` value: nothing in it depends on the request.
+    policy_header: HeaderValue,
 }
 
 impl RatePolicy {
     /// A policy each replica enforces on its own.
     pub fn local(name: &str, rate_per_second: f64, burst: u32) -> RatePolicy {
+        let quoted_name = quoted_string(name);
+        let window = window_seconds(burst, rate_per_second);
+        let policy_header = limit_header(&quoted_name, ("q", u64::from(burst)), ("w", window));
         RatePolicy {
             name: name.to_string(),
             rate_per_second,
             burst,
             scope: LimitScope::Local,
             on_store_error: StoreFailure::Open,
+            // Only visible ASCII and `;`/`=` separators: always a valid header value.
+            policy_header: HeaderValue::try_from(policy_header)
+                .unwrap_or_else(|_| HeaderValue::from_static("\"\"")),
+            quoted_name,
+        }
+    }
+
+    /// The same policy counted in `scope`, failing as `on_store_error` says when its store
+    /// cannot answer.
+    pub fn scoped(self, scope: LimitScope, on_store_error: StoreFailure) -> RatePolicy {
+        RatePolicy {
+            scope,
+            on_store_error,
+            ..self
         }
     }
 
@@ -363,36 +387,60 @@ impl RatePolicy {
 
     /// Time for an empty bucket to refill completely, in whole seconds (the policy window).
     pub fn window_seconds(&self) -> u64 {
-        ((f64::from(self.burst) / self.rate_per_second).ceil() as u64).max(1)
+        window_seconds(self.burst, self.rate_per_second)
     }
 
-    /// `RateLimit-Policy` header value (draft-ietf-httpapi-ratelimit-headers).
-    pub fn policy_header(&self) -> String {
-        self.limit_header(("q", u64::from(self.burst)), ("w", self.window_seconds()))
+    /// `RateLimit-Policy` header value (draft-ietf-httpapi-ratelimit-headers), made once.
+    pub fn policy_header(&self) -> &HeaderValue {
+        &self.policy_header
     }
 
     /// A RateLimit header's value for this policy: its quoted name and two parameters
-    /// (`"name";a=1;b=2`), written into one string of the exact size (`format!` goes through
-    /// fmt's machinery and grows its string piece by piece; these are made per response).
+    /// (`"name";a=1;b=2`).
     pub fn limit_header(&self, first: (&str, u64), second: (&str, u64)) -> String {
-        let (mut a, mut b) = (itoa::Buffer::new(), itoa::Buffer::new());
-        let (a, b) = (a.format(first.1), b.format(second.1));
-        let pieces = [
-            "\"",
-            self.name.as_str(),
-            "\";",
-            first.0,
-            "=",
-            a,
-            ";",
-            second.0,
-            "=",
-            b,
-        ];
-        let mut text = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
-        for piece in pieces {
-            text.push_str(piece);
-        }
-        text
+        limit_header(&self.quoted_name, first, second)
     }
+}
+
+/// Time for an empty bucket of `burst` to refill at `rate_per_second`, in whole seconds.
+fn window_seconds(burst: u32, rate_per_second: f64) -> u64 {
+    ((f64::from(burst) / rate_per_second).ceil() as u64).max(1)
+}
+
+/// `quoted_name;a=1;b=2`, written into one string of the exact size (`format!` goes through
+/// fmt's machinery and grows its string piece by piece; `RateLimit` is made per response).
+fn limit_header(quoted_name: &str, first: (&str, u64), second: (&str, u64)) -> String {
+    let (mut a, mut b) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (a, b) = (a.format(first.1), b.format(second.1));
+    let pieces = [quoted_name, ";", first.0, "=", a, ";", second.0, "=", b];
+    let mut text = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
+    for piece in pieces {
+        text.push_str(piece);
+    }
+    text
+}
+
+/// `text` as a structured-field string (RFC 8941): in quotes, with `"` and `\` escaped. A
+/// string may hold only visible ASCII and spaces, so any other byte of the name (a route
+/// prefix may be UTF-8) is written percent-encoded, as it would be in a URL.
+fn quoted_string(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for byte in text.bytes() {
+        match byte {
+            b'"' | b'\\' => {
+                quoted.push('\\');
+                quoted.push(char::from(byte));
+            }
+            b' '..=b'~' => quoted.push(char::from(byte)),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                quoted.push('%');
+                quoted.push(char::from(HEX[usize::from(byte >> 4)]));
+                quoted.push(char::from(HEX[usize::from(byte & 0xf)]));
+            }
+        }
+    }
+    quoted.push('"');
+    quoted
 }

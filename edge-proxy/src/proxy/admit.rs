@@ -118,7 +118,15 @@ impl EdgeProxy {
                 {
                     self.metrics.rate_limited(&route.prefix);
                     let headers = vec![
-                        ("ratelimit-policy", policy.policy_header()),
+                        // Visible ASCII only (see `RatePolicy::local`).
+                        (
+                            "ratelimit-policy",
+                            policy
+                                .policy_header()
+                                .to_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                        ),
                         ("ratelimit", decision.header(policy)),
                     ];
                     return Some((

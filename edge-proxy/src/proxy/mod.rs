@@ -556,7 +556,7 @@ impl ProxyHttp for EdgeProxy {
             }
         }
         if let Some((policy, decision)) = &ctx.rate {
-            added.rate = Some((policy.policy_header(), decision.header(policy)));
+            added.rate = Some((policy.policy_header().clone(), decision.header(policy)));
         }
         added.apply(upstream_response, &ctx.request_id)
     }
@@ -722,7 +722,7 @@ struct ResponseHeaders {
     location: Option<String>,
     cache_status: Option<String>,
     /// `RateLimit-Policy` and `RateLimit`.
-    rate: Option<(String, String)>,
+    rate: Option<(HeaderValue, String)>,
 }
 
 static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -759,7 +759,7 @@ impl ResponseHeaders {
         }
         headers.try_insert(X_REQUEST_ID.clone(), request_id.header_value().clone())?;
         if let Some((policy, rate)) = self.rate {
-            headers.try_insert(RATELIMIT_POLICY.clone(), HeaderValue::try_from(policy)?)?;
+            headers.try_insert(RATELIMIT_POLICY.clone(), policy)?;
             headers.try_insert(RATELIMIT.clone(), HeaderValue::try_from(rate)?)?;
         }
         Ok(())

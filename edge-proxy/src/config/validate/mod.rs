@@ -222,11 +222,7 @@ pub(super) fn scoped(
             format!("{field}.on-store-error"),
             "applies only to scope = \"global\"",
         )),
-        (scope, on_store_error) => Ok(RatePolicy {
-            scope,
-            on_store_error: on_store_error.unwrap_or_default(),
-            ..policy
-        }),
+        (scope, on_store_error) => Ok(policy.scoped(scope, on_store_error.unwrap_or_default())),
     }
 }
 
