@@ -105,13 +105,16 @@ pub mod tuning {
                 keepalive_pool: pingora.upstream_keepalive_pool_size,
                 read_buffer: buffers.read_capacity(),
                 write_buffer: buffers.write_capacity(),
-                // Pingora's (15 minutes). Tokio's timer for every timeout of a second or more
-                // saves about 1,700 user-space instructions per proxied request (the upstream
-                // read timeout's fast timer: two boxes, a lock, a `Notify`), but inserting a
-                // timer earlier than the one the runtime last parked for wakes the runtime's
-                // driver: one `write` to its eventfd per request (6.14 syscalls per request
-                // against 5.11, `perf stat`), which costs more in the kernel than it saves.
-                tokio_timeouts_above_seconds: pingora.fast_timeout_to_tokio_threshold_seconds,
+                // Tokio's timer for every timeout of a second or more (Pingora: above 15
+                // minutes). The upstream read timeout on Pingora's fast timer costs two
+                // boxes, a lock, a `Notify` and a clock-thread check per proxied request: on
+                // tokio's, 94,638 -> 93,111 user-space instructions per request routing only
+                // (bench/results/instructions-timer-floor-vs-03cfb08.md). Inserting a timer
+                // earlier than the one the runtime last parked for wakes the runtime's
+                // driver, a `write` to its eventfd (6.14 syscalls per request against 5.11);
+                // `proxy::timer_floor` keeps a timer due within half a second on every worker,
+                // so a timeout of a second or more never is (5.12 -> 5.10 syscalls).
+                tokio_timeouts_above_seconds: Some(0),
             }
         }
     }

@@ -456,6 +456,7 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        super::timer_floor::keep();
         let h2c = self.inner.server_options().is_some_and(|o| o.h2c);
         if h2c || stream.get_ssl_digest().is_some() {
             // HTTP/2 and TLS keep Pingora's own loop (neither is configured today).

@@ -31,6 +31,7 @@ pub mod hygiene;
 pub mod reload;
 pub mod routing;
 pub mod state;
+pub mod timer_floor;
 
 use std::sync::Arc;
 use std::time::Instant;
