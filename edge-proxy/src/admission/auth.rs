@@ -18,7 +18,7 @@ use std::collections::HashSet;
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -27,6 +27,9 @@ use subtle::ConstantTimeEq;
 use super::jwks::JwksKeys;
 use crate::config::{ApiKey, AuthMode, JwtSettings};
 use crate::error::Error;
+
+/// The API key's header (static: looking it up parses no name).
+pub static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// A verified caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,28 +157,27 @@ impl Authenticator {
         }
     }
 
-    /// Checks the credentials `mode` demands. `Ok(None)` for public routes.
+    /// Checks the credentials `mode` demands. `Ok(None)` for public routes. Looks up only the
+    /// headers `mode` reads: each lookup hashes the name, and a public route reads none.
     pub fn authenticate(
         &self,
         mode: AuthMode,
         headers: &HeaderMap,
     ) -> Result<Option<Arc<Identity>>, AuthError> {
-        let api_key = headers.get("x-api-key");
-        let token = headers.get(http::header::AUTHORIZATION);
+        let jwt = || {
+            if headers.contains_key(http::header::AUTHORIZATION) {
+                self.jwt(headers).map(|identity| Some(Arc::new(identity)))
+            } else {
+                Err(AuthError::Missing)
+            }
+        };
         match mode {
             AuthMode::Public => Ok(None),
-            AuthMode::ApiKey => match api_key {
+            AuthMode::Jwt => jwt(),
+            AuthMode::ApiKey | AuthMode::Any => match headers.get(&X_API_KEY) {
                 Some(key) => self.api_key(key.as_bytes()).map(Some),
+                None if mode == AuthMode::Any => jwt(),
                 None => Err(AuthError::Missing),
-            },
-            AuthMode::Jwt => match token {
-                Some(_) => self.jwt(headers).map(|identity| Some(Arc::new(identity))),
-                None => Err(AuthError::Missing),
-            },
-            AuthMode::Any => match (api_key, token) {
-                (Some(key), _) => self.api_key(key.as_bytes()).map(Some),
-                (None, Some(_)) => self.jwt(headers).map(|identity| Some(Arc::new(identity))),
-                (None, None) => Err(AuthError::Missing),
             },
         }
     }
@@ -653,6 +655,17 @@ mod tests {
             .is_ok());
         let jwt = headers("authorization", &format!("Bearer {}", hs256(&claims())));
         assert!(auth.authenticate(AuthMode::Any, &jwt).is_ok());
+        assert_eq!(
+            auth.authenticate(AuthMode::Any, &HeaderMap::new()),
+            Err(AuthError::Missing)
+        );
+        // With both, the key decides: a wrong key is refused whatever the token.
+        let mut both = jwt.clone();
+        both.insert("x-api-key", HeaderValue::from_static("unknown"));
+        assert_eq!(
+            auth.authenticate(AuthMode::Any, &both),
+            Err(AuthError::Invalid)
+        );
         assert_eq!(
             auth.authenticate(AuthMode::ApiKey, &jwt),
             Err(AuthError::Missing)

@@ -47,6 +47,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 use arc_swap::ArcSwap;
 
+use crate::admission::auth::X_API_KEY;
 use crate::admission::ratelimit::RateLimiter;
 use crate::config::Route;
 use crate::ops::access::{self, AccessLine};
@@ -606,7 +607,7 @@ impl ProxyHttp for EdgeProxy {
         let headers = &session.req_header().headers;
         let credentials = ctx.state.config.auth.forward_credentials
             && (headers.contains_key(http::header::AUTHORIZATION)
-                || headers.contains_key("x-api-key"));
+                || headers.contains_key(&X_API_KEY));
         Ok(cache.cacheable(response, &settings, credentials, ctx.cache_epoch))
     }
 
