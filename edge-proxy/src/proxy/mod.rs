@@ -468,11 +468,14 @@ impl ProxyHttp for EdgeProxy {
         }
         // A failure that carries Retry-After is the upstream's deliberate answer ("come back
         // in n seconds", e.g. the functions' 503 while DynamoDB is unreachable, which every
-        // instance shares): retrying it at once elsewhere would only double the wait.
-        let deliberate = upstream_response
-            .headers
-            .contains_key(http::header::RETRY_AFTER);
-        if failure && !deliberate && self.may_retry(session, ctx, true) {
+        // instance shares): retrying it at once elsewhere would only double the wait. (Looked
+        // up only for a failure.)
+        if failure
+            && !upstream_response
+                .headers
+                .contains_key(http::header::RETRY_AFTER)
+            && self.may_retry(session, ctx, true)
+        {
             ctx.retry_decided = Some(true);
             let mut error =
                 Error::explain(ErrorType::HTTPStatus(status), "retryable upstream status");
