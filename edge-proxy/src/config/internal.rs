@@ -3,6 +3,7 @@
 //! These are plain data: the behaviour lives in the areas that use them.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -433,11 +434,9 @@ fn quoted_string(text: &str) -> String {
                 quoted.push(char::from(byte));
             }
             b' '..=b'~' => quoted.push(char::from(byte)),
+            // Percent-encoded as in a URL (once per policy, at load).
             _ => {
-                const HEX: &[u8; 16] = b"0123456789ABCDEF";
-                quoted.push('%');
-                quoted.push(char::from(HEX[usize::from(byte >> 4)]));
-                quoted.push(char::from(HEX[usize::from(byte & 0xf)]));
+                let _ = write!(quoted, "%{byte:02X}");
             }
         }
     }

@@ -17,7 +17,7 @@ use tokio::runtime::{Handle, Id};
 
 /// How far ahead each worker runtime always has a timer: well under the shortest timeout on
 /// tokio's timer (one second).
-pub const FLOOR: Duration = Duration::from_millis(500);
+const FLOOR: Duration = Duration::from_millis(500);
 
 thread_local! {
     /// The runtime this thread last started a floor on.
