@@ -29,6 +29,9 @@ def proxy_table(meta, rows, allocs):
         % (meta["cpu"], meta["cores"], meta["connections"]),
         "median of %d run(s) of %s each. Upstream: nginx returning a small JSON body (keep-alive)."
         % (meta["runs"], meta["duration"]),
+        "Every row down to *everything on* takes its runs in turn with the others (each server",
+        "up and idle while another is measured), so drift in this machine's speed falls on all",
+        "alike and the ratios between them come from runs seconds apart.",
         "",
         "| configuration | requests/s | p50 | p99 | p99.9 | rps vs nginx | rps vs bare Pingora "
         "| p99 vs nginx | added p50 over direct | CPU per request | allocations per request "

@@ -10,6 +10,9 @@
 #                                      working tree's, in the same run (rows marked with the ref),
 #                                      each of its runs in turn with the working tree's
 #
+# The proxy rows the goals compare (direct, nginx, HAProxy, bare Pingora, the edge proxy's)
+# take their runs in turn, one group: each ratio between them is from runs seconds apart.
+#
 # Per proxy row: requests/s and latency as wrk saw them, and the CPU time the proxy's process
 # spent per request (from /proc/<pid>/task/*/schedstat, summed over its threads and children,
 # divided by the requests of that run). For the edge proxy, heap allocations per request: a
@@ -48,27 +51,15 @@ start_upstreams
 ROWS=()
 declare -A RESULT
 row() { ROWS+=("$1"); RESULT[$1]=$2; }
-row direct "$(run_wrk http://127.0.0.1:18081/api/items "$UPSTREAM_PID")"
-
-pid=$(start_nginx_proxy); wait_port 18082
-row nginx "$(run_wrk http://127.0.0.1:18082/api/items "$pid")"; stop_pid "$pid"
-
-pid=$(start_haproxy); wait_port 18083
-row haproxy "$(run_wrk http://127.0.0.1:18083/api/items "$pid")"; stop_pid "$pid"
-
-# Pingora with none of our code: what the framework itself costs here.
-taskset -c 0 target/release/examples/bare_pingora 127.0.0.1:18086 127.0.0.1:18081 >/dev/null 2>&1 &
-pid=$!; PIDS+=("$pid"); wait_port 18086
-row "pingora, bare (no filters)" "$(run_wrk http://127.0.0.1:18086/api/items "$pid")"; stop_pid "$pid"
-
 KEY=(HEADER_NAME=x-api-key HEADER_VALUE=lambda-edge-dev-key)
 # Rows compared with each other take their runs in turn, every server up at once and idle
-# while another is measured, so drift during a run (this machine's speed moves by about 10 %
-# between runs) falls on each alike: in_turn_add NAME URL PID for each, then in_turn_run
-# [curl options for the warm-up request] with wrk's script environment in IN_TURN_ENV (the
-# servers are left running).
+# while another is measured, so drift during a run (this machine's speed moves by 10 % and
+# more between runs) falls on each alike: in_turn_add NAME URL PID [wrk script env...] for
+# each, then in_turn_run [curl options for the warm-up request] (the servers are left
+# running).
 IN_TURN=()
-in_turn_add() { IN_TURN+=("$1" "$2" "$3"); }
+IN_TURN_ENVS=()
+in_turn_add() { IN_TURN+=("$1" "$2" "$3"); shift 3; IN_TURN_ENVS+=("$*"); }
 in_turn_run() {
     local i n=$((${#IN_TURN[@]} / 3))
     for ((i = 0; i < n; i++)); do
@@ -78,43 +69,51 @@ in_turn_run() {
     done
     for _ in $(seq 1 "$RUNS"); do
         for ((i = 0; i < n; i++)); do
-            wrk_once "${IN_TURN[3 * i + 1]}" "${IN_TURN[3 * i + 2]}" "${IN_TURN_ENV[@]}" >>"$WORK/in-turn-$i.runs"
+            # shellcheck disable=SC2086 # the entry's env: NAME=value words without spaces
+            wrk_once "${IN_TURN[3 * i + 1]}" "${IN_TURN[3 * i + 2]}" ${IN_TURN_ENVS[i]} >>"$WORK/in-turn-$i.runs"
         done
     done
     for ((i = 0; i < n; i++)); do
         row "${IN_TURN[3 * i]}" "$(summarise_runs <"$WORK/in-turn-$i.runs")"
     done
     IN_TURN=()
+    IN_TURN_ENVS=()
 }
-IN_TURN_ENV=()
 
-# The edge proxy's rows; with BENCH_COMPARE, each beside the same row of the compare build.
-pid=$(start_edge routing 18084 18094 routing)
-in_turn_add "edge-proxy, routing only" http://127.0.0.1:18084/api/items "$pid"
+# Every row the goals compare (direct, nginx, HAProxy, bare Pingora, the edge proxy's, and
+# with BENCH_COMPARE each of those beside the same row of the compare build) in one group:
+# the ratios between them come from runs taken in turn, not from blocks minutes apart.
+in_turn_add direct http://127.0.0.1:18081/api/items "$UPSTREAM_PID"
+nginx_pid=$(start_nginx_proxy)
+in_turn_add nginx http://127.0.0.1:18082/api/items "$nginx_pid"
+haproxy_pid=$(start_haproxy)
+in_turn_add haproxy http://127.0.0.1:18083/api/items "$haproxy_pid"
+# Pingora with none of our code: what the framework itself costs here.
+taskset -c 0 target/release/examples/bare_pingora 127.0.0.1:18086 127.0.0.1:18081 >/dev/null 2>&1 &
+bare_pid=$!; PIDS+=("$bare_pid")
+in_turn_add "pingora, bare (no filters)" http://127.0.0.1:18086/api/items "$bare_pid"
+routing_pid=$(start_edge routing 18084 18094 routing)
+in_turn_add "edge-proxy, routing only" http://127.0.0.1:18084/api/items "$routing_pid"
 if [ -n "$COMPARE_BIN" ]; then
-    compare_pid=$(EDGE_BIN=$COMPARE_BIN start_edge routing-compare 18110 18111 routing)
-    in_turn_add "edge-proxy ($COMPARE_REF), routing only" http://127.0.0.1:18110/api/items "$compare_pid"
+    routing_compare_pid=$(EDGE_BIN=$COMPARE_BIN start_edge routing-compare 18110 18111 routing)
+    in_turn_add "edge-proxy ($COMPARE_REF), routing only" http://127.0.0.1:18110/api/items "$routing_compare_pid"
 fi
-in_turn_run
-stop_pid "$pid"; [ -n "$COMPARE_BIN" ] && stop_pid "$compare_pid"
-
 pid=$(start_edge full 18085 18095 full)
-in_turn_add "edge-proxy, everything on" http://127.0.0.1:18085/api/items "$pid"
+in_turn_add "edge-proxy, everything on" http://127.0.0.1:18085/api/items "$pid" "${KEY[@]}"
 if [ -n "$COMPARE_BIN" ]; then
     compare_pid=$(EDGE_BIN=$COMPARE_BIN start_edge full-compare 18112 18113 full)
-    in_turn_add "edge-proxy ($COMPARE_REF), everything on" http://127.0.0.1:18112/api/items "$compare_pid"
+    in_turn_add "edge-proxy ($COMPARE_REF), everything on" http://127.0.0.1:18112/api/items "$compare_pid" "${KEY[@]}"
 fi
 wait_port 18085; sleep 1
 EDGE_RSS_IDLE=$(rss_kb "$pid")
-IN_TURN_ENV=("${KEY[@]}")
 in_turn_run -H 'x-api-key: lambda-edge-dev-key'
-IN_TURN_ENV=()
 EDGE_RSS_LOAD=$(rss_kb "$pid")
 # Under load again to sample RSS mid-run.
 (taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d3s -s bench/report.lua -H 'x-api-key: lambda-edge-dev-key' http://127.0.0.1:18085/api/items >/dev/null 2>&1 &)
 sleep 2; EDGE_RSS_LOAD=$(( $(rss_kb "$pid") > EDGE_RSS_LOAD ? $(rss_kb "$pid") : EDGE_RSS_LOAD )); sleep 2
 ACCESS_LINES=$(wc -l <"$WORK/full-access.log")
-stop_pid "$pid"; [ -n "$COMPARE_BIN" ] && stop_pid "$compare_pid"
+for p in "$nginx_pid" "$haproxy_pid" "$bare_pid" "$routing_pid" "$pid"; do stop_pid "$p"; done
+if [ -n "$COMPARE_BIN" ]; then stop_pid "$routing_compare_pid"; stop_pid "$compare_pid"; fi
 # The same everything-on proxy with its limit counted in Redis (scope = "global", default
 # lease): what a limit shared by every replica costs against the per-replica one above.
 redis_pid=$(start_redis)
