@@ -5,7 +5,7 @@
 # told on a machine whose speed moves between runs (requests/s cannot). Kernel time and
 # cache behaviour are not in it: `make bench` stays the measure of speed.
 #
-#   bench/instructions.sh                       bare, routing, full
+#   bench/instructions.sh                       bare, bare + headers, routing, full
 #   BENCH_COMPARE=<git ref> bench/instructions.sh
 #                                               also that ref's edge proxy (routing, full)
 #
@@ -85,6 +85,11 @@ edge() {
 TARGETS=(bare)
 log "bare Pingora"
 count bare 18086 -- "$BIN/examples/bare_pingora" 127.0.0.1:18086 127.0.0.1:18081
+# Bare Pingora setting only the headers any edge proxy sets (examples/common/bare.rs,
+# `WithHeaders`): how much of our layer is Pingora's price for those headers.
+log "bare Pingora + the headers any edge proxy adds"
+PINGORA_BARE_HEADERS=1 count headers 18086 -- "$BIN/examples/bare_pingora" 127.0.0.1:18086 127.0.0.1:18081
+TARGETS+=(headers)
 for config in routing full; do
     edge "$config" "$config" "$BIN/edge-proxy"
     [ -z "$COMPARE_BIN" ] || edge "$config-$COMPARE_REF" "$config" "$COMPARE_BIN"

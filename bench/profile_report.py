@@ -28,6 +28,7 @@ AREAS = [
 NAMES = {
     "nginx": "nginx (proxy_pass, keep-alive upstream)",
     "bare": "Pingora, bare (no filters)",
+    "headers": "Pingora + X-Forwarded-For/-Proto, X-Request-Id, traceparent",
     "routing": "edge proxy, routing only",
     "full": "edge proxy, everything on",
     "nginx-cached": "nginx, proxy_cache (cached read)",
