@@ -81,8 +81,8 @@ in_turn_run() {
 }
 
 # Every row the goals compare (direct, nginx, HAProxy, bare Pingora, the edge proxy's, and
-# with BENCH_COMPARE each of those beside the same row of the compare build) in one group:
-# the ratios between them come from runs taken in turn, not from blocks minutes apart.
+# with BENCH_COMPARE the compare build's edge proxy rows) in one group: the ratios between
+# them come from runs taken in turn, not from blocks minutes apart.
 in_turn_add direct http://127.0.0.1:18081/api/items "$UPSTREAM_PID"
 nginx_pid=$(start_nginx_proxy)
 in_turn_add nginx http://127.0.0.1:18082/api/items "$nginx_pid"
