@@ -4,8 +4,9 @@
 - Nothing is reachable without AWS credentials: no API Gateway (REST or HTTP API) resources
   or events, and every function URL uses AuthType AWS_IAM. The edge proxy is the only front
   door; it signs its requests.
-- Every function gets CURSOR_SECRET as a Secrets Manager dynamic reference to a secret the
-  template generates, so the value is in neither the template nor its outputs.
+- Every function with a URL gets CURSOR_SECRET as a Secrets Manager dynamic reference to a
+  secret the template generates, so the value is in neither the template nor its outputs;
+  functions without one (the scheduled sweeper) do not get it at all.
 - The edge proxy's managed policies: invoking the two function URLs (IAM auth only), and reading
   the registry table, nothing more (registering uses the deployer's credentials).
 
@@ -62,6 +63,11 @@ def violations(template):
         url = properties.get("FunctionUrlConfig")
         if url is not None and url.get("AuthType") != "AWS_IAM":
             found.append(f"{name}.FunctionUrlConfig.AuthType must be AWS_IAM")
+        if url is None:
+            # Not an HTTP function (a scheduled one): it mints no cursors and gets no secret.
+            if "CURSOR_SECRET" in function_env(template, resource):
+                found.append(f"{name}: has no function URL, so it must not get CURSOR_SECRET")
+            continue
         secret = function_env(template, resource).get("CURSOR_SECRET")
         reference = secret.get("Fn::Sub") if isinstance(secret, dict) else None
         match = re.fullmatch(r"\{\{resolve:secretsmanager:\$\{(\w+)\}:SecretString\}\}", reference or "")

@@ -7,13 +7,23 @@ pass their condition. This runs the same moto application behind one lock, which
 atomicity the services rely on (uniqueness claims, stock decrements, releases), while
 connections are still accepted concurrently.
 
+It also makes a transaction's cost independent of the size of its tables: moto snapshots
+every table a TransactWriteItems touches (a deep copy of all its items) to roll back a
+cancelled one, so with thousands of reservations each transaction took a large fraction of a
+second. Under the lock, the items a transaction names are all it can change: this snapshots
+those (and the length of each table's stream), and restores them on a cancellation.
+
 Usage: moto_serial.py [-H HOST] [-p PORT]   (ready when GET /moto-api/ answers)
 """
 
 import argparse
+import copy
 import signal
 import sys
 import threading
+
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import Table
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -23,12 +33,58 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import run_simple
 
 
+def snapshot_only_touched_items(transact):
+    """Wraps DynamoDBBackend.transact_write_items so its rollback restores the touched items."""
+
+    def transact_write_items(self, transact_items):
+        saved = []
+        for entry in transact_items:
+            try:
+                op_type, op = next(iter(entry.items()))
+                table = self.get_table(op["TableName"])
+                keys = op["Item"] if op_type == "Put" else op["Key"]
+                hash_key, range_key = self.get_keys_value(table, keys)
+            except Exception:  # a malformed action: moto's own code reports it
+                continue
+            saved.append((table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key))))
+        streams = {
+            id(table): (table, len(table.stream_shard.items))
+            for table, *_ in saved
+            if table.stream_shard is not None
+        }
+        # moto's own snapshot of each table becomes the table itself (restoring it is a no-op).
+        Table.__deepcopy__ = lambda table, memo: table
+        try:
+            return transact(self, transact_items)
+        except Exception:
+            for table, hash_key, range_key, item in reversed(saved):
+                if range_key is not None:
+                    if item is None:
+                        table.items.get(hash_key, {}).pop(range_key, None)
+                    else:
+                        table.items[hash_key][range_key] = item
+                elif item is None:
+                    table.items.pop(hash_key, None)
+                else:
+                    table.items[hash_key] = item
+            for table, length in streams.values():
+                del table.stream_shard.items[length:]
+            raise
+        finally:
+            del Table.__deepcopy__
+
+    return transact_write_items
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=4566)
     args = parser.parse_args()
 
+    DynamoDBBackend.transact_write_items = snapshot_only_touched_items(
+        DynamoDBBackend.transact_write_items
+    )
     moto_app = DomainDispatcherApplication(create_backend_app)
     lock = threading.Lock()
 

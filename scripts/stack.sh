@@ -12,6 +12,10 @@
 #   scripts/stack.sh start PROFILE   start in the background (state in .stack/PROFILE)
 #   scripts/stack.sh stop PROFILE    stop everything PROFILE started
 #   scripts/stack.sh env PROFILE     print the stack's endpoints as shell assignments
+#   scripts/stack.sh sweep-reservations PROFILE
+#                                    invoke the reservation sweeper every SWEEP_INTERVAL
+#                                    seconds (default 1), as its schedule does on AWS (the
+#                                    stack starts this itself)
 #   scripts/stack.sh restart-dynamodb PROFILE
 #                                    stop the local DynamoDB endpoint (if running), start an
 #                                    empty one on the same port and create the tables again
@@ -114,7 +118,7 @@ stop_one() {
 stop_all() {
     [ -d "$STATE" ] || return 0
     # Reverse start order: proxy, function URLs, functions, database.
-    for name in prometheus proxy redis reloader registrar-user-service registrar-product-service front2 front functions2 functions dynamodb; do
+    for name in prometheus proxy redis sweeper reloader registrar-user-service registrar-product-service front2 front functions2 functions dynamodb; do
         [ -f "$STATE/$name.pid" ] && stop_one "$STATE/$name.pid"
     done
     rm -f "$STATE/shape" "$STATE/credentials.env"
@@ -222,6 +226,23 @@ reload_functions() {
         else
             log "the build failed: nothing restarted; fix it and save again"
         fi
+    done
+}
+
+# What EventBridge Scheduler sends the sweeper on AWS (template.yaml), sent by hand here.
+scheduled_event() {
+    printf '{"version":"0","id":"local-%s","detail-type":"Scheduled Event","source":"aws.scheduler","account":"000000000000","time":"%s","region":"us-east-1","resources":["arn:aws:scheduler:us-east-1:000000000000:schedule/default/reservation-sweeper"],"detail":{}}' \
+        "$(date +%s%N)" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+}
+
+sweep_reservations() {
+    # The schedule's stand-in: invoke the sweeper (through cargo lambda watch's Invoke API,
+    # as the schedule does on AWS) every SWEEP_INTERVAL seconds. Each invocation's result
+    # ({"expired":..,"skipped":..,"failed":..}) is logged.
+    local url="$LAMBDA_URL/2015-03-31/functions/reservation-sweeper/invocations"
+    while sleep "${SWEEP_INTERVAL:-1}"; do
+        curl -s --max-time 60 -d "$(scheduled_event)" "$url" | grep -v '"expired":0,"skipped":0,"failed":0' || true
+        echo
     done
 }
 
@@ -344,6 +365,8 @@ warm_functions() { # base URL...
             curl -s -o /dev/null --max-time 300 "$base/lambda-url/$function/health" || true
         done
     done
+    curl -s -o /dev/null --max-time 300 -d "$(scheduled_event)" \
+        "$LAMBDA_URL/2015-03-31/functions/reservation-sweeper/invocations" || true
 }
 
 restart_instance() { # name lambda-port front-name front-port
@@ -373,6 +396,7 @@ case "${1:-}" in
         warm_functions "$LAMBDA_URL" "$LAMBDA_URL2"
         start_fronts
         register_instances
+        start sweeper "$0" sweep-reservations "$PROFILE"
         start_proxy
         [ "${PROMETHEUS:-0}" = 1 ] && start_prometheus
         trap - ERR
@@ -397,6 +421,9 @@ case "${1:-}" in
     reload-functions)
         reload_functions
         ;;
+    sweep-reservations)
+        sweep_reservations
+        ;;
     env)
         echo "E2E_BASE_URL=$PROXY_URL"
         echo "E2E_ADMIN_URL=$ADMIN_URL"
@@ -409,6 +436,7 @@ case "${1:-}" in
         echo "STACK_SHAPE=$SHAPE"
         echo "E2E_OTLP_ENDPOINT=$OTLP_ENDPOINT"
         echo "SECOND_PRODUCTS_URL=$(instance_url 2 product-service)"
+        echo "SWEEPER_INVOKE_URL=$LAMBDA_URL/2015-03-31/functions/reservation-sweeper/invocations"
         if [ "$SHAPE" = aws ]; then
             echo "FUNCTION_URL_USERS=$(instance_url 1 user-service)"
             echo "FUNCTION_URL_PRODUCTS=$(instance_url 1 product-service)"
@@ -417,7 +445,7 @@ case "${1:-}" in
         [ -f "$STATE/functions.env" ] && grep -E '_TABLE=' "$STATE/functions.env"
         ;;
     *)
-        sed -n '2,27p' "$0" >&2
+        sed -n '2,35p' "$0" >&2
         exit 2
         ;;
 esac

@@ -48,6 +48,47 @@ pub fn client() -> Client {
         .unwrap_or_else(|e| panic!("cannot build HTTP client: {e}"))
 }
 
+/// The development HS256 secret (`edge-proxy/config/dev.toml`, `local-aws.toml`).
+pub const DEV_JWT_SECRET: &str = "dev-only-hs256-secret-change-me-0123456789";
+
+/// A token the development proxy accepts for `sub` with `scopes` (space-separated), valid for
+/// ten minutes: a caller of the suite's own (identity `jwt:<sub>`, its own rate limit).
+pub fn dev_jwt(sub: &str, scopes: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let claims = serde_json::json!({
+        "sub": sub,
+        "scope": scopes,
+        "iss": "lambda-edge-dev",
+        "aud": "lambda-edge",
+        "iat": now,
+        "exp": now + 600,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(DEV_JWT_SECRET.as_bytes()),
+    )
+    .unwrap_or_else(|e| panic!("cannot sign a development token: {e}"))
+}
+
+/// An HTTP client like [`client`] that authenticates as `jwt:<sub>` with `scopes`.
+pub fn client_as(sub: &str, scopes: &str) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {}", dev_jwt(sub, scopes));
+    let value = reqwest::header::HeaderValue::from_str(&bearer)
+        .unwrap_or_else(|e| panic!("bearer token: {e}"));
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    Client::builder()
+        .default_headers(headers)
+        .timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_else(|e| panic!("cannot build HTTP client: {e}"))
+}
+
 /// A value unique to this test run, for emails and SKUs.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())

@@ -593,7 +593,7 @@ fn http_cases() -> Vec<Case> {
 
 /// The development HS256 secret (`edge-proxy/config/dev.toml`, also in local-aws.toml): the
 /// cases below sign tokens with it that are wrong in one claim each.
-const DEV_JWT_SECRET: &str = "dev-only-hs256-secret-change-me-0123456789";
+use e2e::DEV_JWT_SECRET;
 
 /// An HS256 token signed with the development secret, with the development issuer, audience
 /// and scopes, then `change`d.

@@ -3,11 +3,13 @@
 //! the HTTP layer: uniqueness claims, version conditions, and that a refused write changes
 //! nothing.
 //!
-//! Needs `AWS_ENDPOINT_URL`, `USERS_TABLE` and `PRODUCTS_TABLE` (set by `make test`).
+//! Needs `AWS_ENDPOINT_URL`, `USERS_TABLE`, `PRODUCTS_TABLE` and `RESERVATIONS_TABLE` (set by
+//! `make test`).
 
-use aws_sdk_dynamodb::types::AttributeValue;
-use chrono::Utc;
-use product_service::domain::{Product, ProductError};
+use chrono::{Duration, Utc};
+use product_service::domain::{
+    Ending, Product, ProductError, ProductPatch, Reservation, ReservationStatus,
+};
 use product_service::store::{DynamoProductStore, ProductStore};
 use service_core::error::Code;
 use service_core::StoreError;
@@ -88,27 +90,49 @@ async fn user_store_enforces_uniqueness_and_versions() {
     store.create(&user(&address)).await.unwrap();
 }
 
-#[tokio::test]
-async fn product_store_reserves_and_releases_atomically() {
-    let store = DynamoProductStore::new(client().await, env("PRODUCTS_TABLE"));
+fn product_store(client: aws_sdk_dynamodb::Client) -> DynamoProductStore {
+    DynamoProductStore::new(client, env("PRODUCTS_TABLE"), env("RESERVATIONS_TABLE"))
+}
+
+fn product(stock: u32) -> Product {
     let now = Utc::now();
-    let product = Product {
+    Product {
         id: uuid::Uuid::new_v4().to_string(),
         sku: format!("ST-{}", uuid::Uuid::new_v4().simple()).to_uppercase(),
         name: "Store lamp".into(),
         price_cents: 500,
         currency: "EUR".into(),
-        stock: 3,
+        stock,
         category: None,
         open_reservations: 0,
         created_at: now,
         updated_at: now,
         version: 1,
-    };
-    store.create(&product).await.unwrap();
+    }
+}
+
+fn reservation(product: &Product, owner: &str, quantity: u32, hold_seconds: i64) -> Reservation {
+    let now = Utc::now();
+    Reservation {
+        reservation_id: uuid::Uuid::new_v4().to_string(),
+        product_id: product.id.clone(),
+        owner: owner.into(),
+        quantity,
+        status: ReservationStatus::Open,
+        created_at: now,
+        hold_until: now + Duration::seconds(hold_seconds),
+        ended_at: None,
+    }
+}
+
+#[tokio::test]
+async fn product_store_reserves_and_ends_reservations_atomically() {
+    let store = product_store(client().await);
+    let lamp = product(3);
+    store.create(&lamp).await.unwrap();
     let duplicate = Product {
         id: uuid::Uuid::new_v4().to_string(),
-        ..product.clone()
+        ..lamp.clone()
     };
     assert_eq!(
         store.create(&duplicate).await.unwrap_err().code(),
@@ -116,96 +140,147 @@ async fn product_store_reserves_and_releases_atomically() {
     );
     assert_eq!(store.get(&duplicate.id).await.unwrap(), None);
 
-    assert_eq!(store.reserve(&product.id, "r1", 2).await.unwrap(), 1);
+    let owner = format!("jwt:{}", uuid::Uuid::new_v4().simple());
+    let first = reservation(&lamp, &owner, 2, 600);
+    store.reserve(&first).await.unwrap();
     assert_eq!(
         store
-            .reserve(&product.id, "r2", 2)
+            .reservation(&first.reservation_id)
             .await
-            .unwrap_err()
-            .code(),
-        "insufficient_stock"
+            .unwrap()
+            .unwrap()
+            .hold_until
+            .timestamp_millis(),
+        first.hold_until.timestamp_millis()
     );
-    let after = store.get(&product.id).await.unwrap().unwrap();
+    // Refused from the item the transaction found (no second read): nothing changed.
+    let greedy = reservation(&lamp, &owner, 2, 600);
+    assert_eq!(
+        store.reserve(&greedy).await.unwrap_err(),
+        ProductError::InsufficientStock
+    );
+    assert_eq!(
+        store.reservation(&greedy.reservation_id).await.unwrap(),
+        None
+    );
+    let after = store.get(&lamp.id).await.unwrap().unwrap();
     assert_eq!(
         (after.stock, after.open_reservations, after.version),
         (1, 1, 2)
     );
-
-    // A delete from the version read before the reservation loses to it...
+    let nowhere = reservation(&product(1), &owner, 1, 600);
     assert_eq!(
-        store.delete(&product).await.unwrap_err(),
+        store.reserve(&nowhere).await.unwrap_err(),
+        ProductError::NotFound
+    );
+
+    // Delete: a stale pinned version is a 412, an open reservation a 409; nothing changes.
+    assert_eq!(
+        store.delete(&after, Some(1)).await.unwrap_err(),
         ProductError::Store(StoreError::VersionMismatch)
     );
-    // ...and one from the current version meets the rule itself: not while a reservation is
-    // open. Nothing changed.
-    let current = store.get(&product.id).await.unwrap().unwrap();
     assert_eq!(
-        store.delete(&current).await.unwrap_err(),
+        store.delete(&after, None).await.unwrap_err(),
         ProductError::HasOpenReservations
     );
-    assert_eq!(store.get(&product.id).await.unwrap().unwrap(), current);
+    assert_eq!(store.get(&lamp.id).await.unwrap().unwrap(), after);
 
-    store.release(&product.id, "r1").await.unwrap();
-    assert_eq!(
-        store.release(&product.id, "r1").await.unwrap_err(),
-        ProductError::NotFound
-    );
-    let after = store.get(&product.id).await.unwrap().unwrap();
-    assert_eq!((after.stock, after.open_reservations), (3, 0));
-    assert_eq!(
-        store
-            .reserve(&uuid::Uuid::new_v4().to_string(), "r3", 1)
-            .await
-            .unwrap_err(),
-        ProductError::NotFound
-    );
-
-    store.delete(&after).await.unwrap();
-    assert_eq!(store.get(&product.id).await.unwrap(), None);
-}
-
-#[tokio::test]
-async fn product_store_caps_open_reservations() {
-    let client = client().await;
-    let table = env("PRODUCTS_TABLE");
-    let store = DynamoProductStore::new(client.clone(), table.clone());
-    let now = Utc::now();
-    let product = Product {
-        id: uuid::Uuid::new_v4().to_string(),
-        sku: format!("CAP-{}", uuid::Uuid::new_v4().simple()).to_uppercase(),
-        name: "Capped".into(),
-        price_cents: 1,
-        currency: "EUR".into(),
-        stock: 10,
-        category: None,
-        open_reservations: 0,
-        created_at: now,
-        updated_at: now,
-        version: 1,
+    // A patch names only its fields; a pinned stale version or a missing product refuse it.
+    let rename = ProductPatch {
+        name: Some("Renamed".into()),
+        ..Default::default()
     };
-    store.create(&product).await.unwrap();
-    // A thousand reservations would take a minute against the local endpoint: start at 999.
-    client
-        .update_item()
-        .table_name(&table)
-        .key("pk", AttributeValue::S(format!("PRODUCT#{}", product.id)))
-        .update_expression("SET open_reservations = :n")
-        .expression_attribute_values(":n", AttributeValue::N("999".into()))
-        .send()
+    let renamed = store
+        .patch(&lamp.id, &rename, None, Utc::now())
         .await
         .unwrap();
-    assert_eq!(store.reserve(&product.id, "last", 1).await.unwrap(), 9);
+    assert_eq!(
+        (renamed.name.as_str(), renamed.stock, renamed.version),
+        ("Renamed", 1, 3)
+    );
     assert_eq!(
         store
-            .reserve(&product.id, "one-too-many", 1)
+            .patch(&lamp.id, &rename, Some(2), Utc::now())
             .await
             .unwrap_err(),
-        ProductError::TooManyReservations
+        ProductError::Store(StoreError::VersionMismatch)
     );
-    let after = store.get(&product.id).await.unwrap().unwrap();
     assert_eq!(
-        (after.stock, after.open_reservations),
-        (9, 1000),
-        "the refused one changed nothing"
+        store
+            .patch(&nowhere.product_id, &rename, None, Utc::now())
+            .await
+            .unwrap_err(),
+        ProductError::NotFound
+    );
+
+    // The owner's listing.
+    let listed = store
+        .open_reservations_of(&owner, Utc::now(), 10, None)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed
+        .items
+        .iter()
+        .map(|r| r.reservation_id.as_str())
+        .collect();
+    assert_eq!(ids, [first.reservation_id.as_str()]);
+
+    // Released once: the second attempt learns why from the item it found.
+    let now = Utc::now();
+    let released = store.end(&first, Ending::Release, now).await.unwrap();
+    assert_eq!(released.status, ReservationStatus::Released);
+    assert_eq!(
+        store.end(&first, Ending::Release, now).await.unwrap_err(),
+        ProductError::ReservationEnded(ReservationStatus::Released)
+    );
+    assert_eq!(
+        store.end(&first, Ending::Confirm, now).await.unwrap_err(),
+        ProductError::ReservationEnded(ReservationStatus::Released)
+    );
+    let after = store.get(&lamp.id).await.unwrap().unwrap();
+    assert_eq!((after.stock, after.open_reservations), (3, 0));
+    assert!(store
+        .open_reservations_of(&owner, Utc::now(), 10, None)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+
+    // A hold that ran out: not confirmable, found by the sweeper's index, expired once.
+    let lapsed = reservation(&lamp, &owner, 1, -1);
+    store.reserve(&lapsed).await.unwrap();
+    let now = Utc::now();
+    assert_eq!(
+        store.end(&lapsed, Ending::Confirm, now).await.unwrap_err(),
+        ProductError::ReservationEnded(ReservationStatus::Expired)
+    );
+    let due = store.due(now, 10_000).await.unwrap();
+    assert!(due
+        .iter()
+        .any(|r| r.reservation_id == lapsed.reservation_id));
+    store.end(&lapsed, Ending::Expire, now).await.unwrap();
+    assert_eq!(
+        store.end(&lapsed, Ending::Expire, now).await.unwrap_err(),
+        ProductError::ReservationEnded(ReservationStatus::Expired)
+    );
+    let due = store.due(now, 10_000).await.unwrap();
+    assert!(!due
+        .iter()
+        .any(|r| r.reservation_id == lapsed.reservation_id));
+    let after = store.get(&lamp.id).await.unwrap().unwrap();
+    assert_eq!((after.stock, after.open_reservations), (3, 0));
+
+    // A confirmed one keeps its stock.
+    let sold = reservation(&lamp, &owner, 3, 600);
+    store.reserve(&sold).await.unwrap();
+    store.end(&sold, Ending::Confirm, Utc::now()).await.unwrap();
+    let after = store.get(&lamp.id).await.unwrap().unwrap();
+    assert_eq!((after.stock, after.open_reservations), (0, 0));
+
+    store.delete(&after, Some(after.version)).await.unwrap();
+    assert_eq!(store.get(&lamp.id).await.unwrap(), None);
+    assert_eq!(
+        store.delete(&after, None).await.unwrap_err(),
+        ProductError::NotFound
     );
 }

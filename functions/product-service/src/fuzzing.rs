@@ -5,7 +5,8 @@ use service_core::fuzzing::json_body;
 
 use crate::domain::{
     validate_category, validate_currency, validate_name, validate_sku, CreateProduct,
-    CreateReservation, ProductPatch, UpdateProduct, MAX_RESERVATION_QUANTITY,
+    CreateReservation, ProductPatch, UpdateProduct, DEFAULT_MAX_HOLD_SECONDS,
+    MAX_RESERVATION_QUANTITY,
 };
 
 /// A field validator: the normalised value or the client's error.
@@ -57,8 +58,10 @@ pub fn update(data: &[u8]) {
 
 /// `POST /products/{id}/reservations` bodies.
 pub fn reserve(data: &[u8]) {
-    if let Some(quantity) = json_body(data, CreateReservation::validate) {
-        assert!((1..=MAX_RESERVATION_QUANTITY).contains(&quantity));
+    let validate = |input: CreateReservation| input.validate(DEFAULT_MAX_HOLD_SECONDS);
+    if let Some(reservation) = json_body(data, validate) {
+        assert!((1..=MAX_RESERVATION_QUANTITY).contains(&reservation.quantity));
+        assert!((1..=DEFAULT_MAX_HOLD_SECONDS).contains(&reservation.hold_seconds));
     }
 }
 

@@ -4,19 +4,20 @@
 use std::sync::Arc;
 
 use product_service::api::App;
+use product_service::settings;
 use product_service::store::DynamoProductStore;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    // Seconds product reads stay fresh in the edge cache (template.yaml sets it).
-    let max_age = match std::env::var("PRODUCT_CACHE_MAX_AGE") {
-        Err(_) => product_service::api::DEFAULT_MAX_AGE,
-        Ok(value) => value.trim().parse::<u32>().map_err(|_| {
-            format!("PRODUCT_CACHE_MAX_AGE must be a number of seconds, not {value:?}")
-        })?,
-    };
-    service_core::run("PRODUCTS_TABLE", |table, cursors| {
-        App::new(Arc::new(DynamoProductStore::from_table(table)), cursors).with_max_age(max_age)
+    let settings = settings::Settings::from_env(|name| std::env::var(name).ok())?;
+    service_core::run("PRODUCTS_TABLE", |products, cursors| {
+        let reservations = products.with_name(&settings.reservations_table);
+        App::new(
+            Arc::new(DynamoProductStore::from_tables(products, reservations)),
+            cursors,
+        )
+        .with_max_age(settings.max_age)
+        .with_max_hold(settings.max_hold_seconds)
     })
     .await
 }

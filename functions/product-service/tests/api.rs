@@ -1,13 +1,17 @@
 //! The product API over the in-memory store: every documented status, SKU uniqueness, versioned
-//! updates, paging with and without a category, and reservations that never oversell.
+//! updates, paging with and without a category, and reservations that never oversell, belong to
+//! their owner, hold for a while and give their stock back exactly once.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
 
 use lambda_http::http::Method;
 use lambda_http::{Body, Response};
 use product_service::api::App;
 use product_service::store::MemoryProductStore;
+use product_service::sweeper;
 use serde_json::{json, Value};
 use service_core::paging::CursorCodec;
 use service_core::testkit::{error_code, json_of, raw_request, request};
@@ -180,205 +184,527 @@ async fn patch_honours_if_match_and_keeps_sku() {
     assert_eq!(sku.status(), 400);
 }
 
+/// A test's own clock, moved by hand.
+#[derive(Clone)]
+struct TestClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl TestClock {
+    fn new() -> TestClock {
+        TestClock(Arc::new(Mutex::new(Utc::now())))
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+
+    fn advance(&self, seconds: i64) {
+        *self.0.lock().unwrap() += chrono::Duration::seconds(seconds);
+    }
+
+    fn clock(&self) -> product_service::api::Clock {
+        let shared = Arc::clone(&self.0);
+        Arc::new(move || *shared.lock().unwrap())
+    }
+}
+
+/// An app over a store the test can also reach (for sweeps), on a test clock.
+fn app_with_store() -> (App, Arc<MemoryProductStore>, TestClock) {
+    let store = Arc::new(MemoryProductStore::new());
+    let clock = TestClock::new();
+    let app = App::new(store.clone(), CursorCodec::new("test-key")).with_clock(clock.clock());
+    (app, store, clock)
+}
+
+const ALICE: &str = "jwt:alice";
+const BOB: &str = "api-key:bob";
+
+/// A request as the edge proxy forwards it for `caller` (with `scopes`).
+async fn call_as(
+    app: &App,
+    caller: &str,
+    method: Method,
+    uri: &str,
+    body: Option<Value>,
+) -> Response<Body> {
+    let headers = [("x-consumer-id", caller), ("x-consumer-scopes", "products")];
+    app.handle(request(method, uri, body, &headers)).await
+}
+
+async fn reserve_as(app: &App, caller: &str, id: &str, body: Value) -> Response<Body> {
+    call_as(
+        app,
+        caller,
+        Method::POST,
+        &format!("/products/{id}/reservations"),
+        Some(body),
+    )
+    .await
+}
+
+async fn stock_and_open(app: &App, id: &str) -> (u64, u64) {
+    let product = json_of(&call(app, Method::GET, &format!("/products/{id}"), None).await);
+    (
+        product["stock"].as_u64().unwrap(),
+        product["open_reservations"].as_u64().unwrap(),
+    )
+}
+
 #[tokio::test]
-async fn fifty_concurrent_reservations_on_ten_units() {
+async fn two_hundred_concurrent_reservations_on_a_hundred_and_fifty_units() {
     let app = Arc::new(app());
-    let product = create(&app, product_body("HOT-1", 10)).await;
-    let uri = format!("/products/{}/reservations", product["id"].as_str().unwrap());
-    let tasks: Vec<_> = (0..50)
-        .map(|_| {
-            let (app, uri) = (Arc::clone(&app), uri.clone());
+    let product = create(&app, product_body("LAMP-C", 150)).await;
+    let id = product["id"].as_str().unwrap().to_string();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let (app, id) = (Arc::clone(&app), id.clone());
             tokio::spawn(async move {
-                let response = call(&app, Method::POST, &uri, Some(json!({"quantity": 1}))).await;
+                let caller = format!("api-key:client-{}", i % 7);
+                let response = reserve_as(&app, &caller, &id, json!({"quantity": 1})).await;
                 (response.status().as_u16(), json_of(&response))
             })
         })
         .collect();
-    let mut remaining = BTreeSet::new();
-    let mut created = 0;
+    let (mut created, mut refused) = (BTreeSet::new(), 0);
     for task in tasks {
-        let (status, body) = task.await.unwrap();
-        match status {
-            201 => {
-                created += 1;
-                remaining.insert(body["remaining_stock"].as_u64().unwrap());
+        match task.await.unwrap() {
+            (201, body) => {
+                assert_eq!(body["status"], "open");
+                created.insert(body["reservation_id"].as_str().unwrap().to_string());
             }
-            409 => assert_eq!(body["error"]["code"], "insufficient_stock"),
-            other => panic!("unexpected status {other}"),
+            (409, body) => {
+                assert_eq!(body["error"]["code"], "insufficient_stock");
+                refused += 1;
+            }
+            (status, body) => panic!("unexpected {status}: {body}"),
         }
     }
-    assert_eq!(created, 10);
-    // Each success saw a distinct stock level: 9, 8, ..., 0.
-    assert_eq!(remaining, (0..10).collect());
-    let after = json_of(
-        &call(
-            &app,
-            Method::GET,
-            &format!("/products/{}", product["id"].as_str().unwrap()),
-            None,
-        )
-        .await,
-    );
-    assert_eq!(after["stock"], 0);
-    assert_eq!(after["open_reservations"], 10);
+    assert_eq!((created.len(), refused), (150, 50));
+    assert_eq!(stock_and_open(&app, &id).await, (0, 150));
 }
 
 #[tokio::test]
-async fn release_returns_stock_once() {
-    let app = app();
-    let product = create(&app, product_body("R-1", 5)).await;
-    let id = product["id"].as_str().unwrap();
-    let reserved = call(
+async fn reservations_have_an_owner_a_hold_and_a_location() {
+    let (app, _, clock) = app_with_store();
+    let id = create(&app, product_body("LAMP-O", 3)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reserved = reserve_as(
         &app,
-        Method::POST,
-        &format!("/products/{id}/reservations"),
-        Some(json!({"quantity": 3})),
+        ALICE,
+        &id,
+        json!({"quantity": 2, "hold_seconds": 120}),
     )
     .await;
     assert_eq!(reserved.status(), 201);
-    let reservation = json_of(&reserved);
-    assert_eq!(reservation["remaining_stock"], 2);
-    assert_eq!(reservation["product_id"], id);
-
-    let too_many = call(
+    let body = json_of(&reserved);
+    let rid = body["reservation_id"].as_str().unwrap();
+    assert_eq!(
+        reserved.headers()["location"],
+        format!("/products/{id}/reservations/{rid}")
+    );
+    assert_eq!(
+        (&body["owner"], &body["quantity"], &body["status"]),
+        (&json!(ALICE), &json!(2), &json!("open"))
+    );
+    let hold_until: DateTime<Utc> = body["hold_until"].as_str().unwrap().parse().unwrap();
+    assert_eq!(hold_until, clock.now() + chrono::Duration::seconds(120));
+    // The default hold, and the bounds.
+    let default = json_of(&reserve_as(&app, ALICE, &id, json!({"quantity": 1})).await);
+    let hold_until: DateTime<Utc> = default["hold_until"].as_str().unwrap().parse().unwrap();
+    assert_eq!(hold_until, clock.now() + chrono::Duration::seconds(900));
+    for bad in [
+        json!({"quantity": 1, "hold_seconds": 0}),
+        json!({"quantity": 1, "hold_seconds": 3601}),
+    ] {
+        let refused = reserve_as(&app, ALICE, &id, bad).await;
+        assert_eq!(
+            (refused.status().as_u16(), error_code(&refused)),
+            (400, "invalid_field".to_string())
+        );
+    }
+    // Without a verified caller there is no owner: refused, nothing taken.
+    let anonymous = call(
         &app,
         Method::POST,
         &format!("/products/{id}/reservations"),
-        Some(json!({"quantity": 3})),
+        Some(json!({"quantity": 1})),
     )
     .await;
-    assert_eq!(too_many.status(), 409);
-    assert_eq!(error_code(&too_many), "insufficient_stock");
+    assert_eq!(
+        (anonymous.status().as_u16(), error_code(&anonymous)),
+        (401, "unauthenticated".to_string())
+    );
+    assert_eq!(stock_and_open(&app, &id).await, (0, 2));
+    // Reservations are the caller's: never shared by a cache.
+    let read = call_as(
+        &app,
+        ALICE,
+        Method::GET,
+        &format!("/products/{id}/reservations/{rid}"),
+        None,
+    )
+    .await;
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.headers()["cache-control"], "private, no-store");
+}
 
-    for bad in [
-        json!({"quantity": 0}),
-        json!({"quantity": 1001}),
-        json!({"quantity": 1.5}),
-        json!({}),
+#[tokio::test]
+async fn only_the_owner_or_an_admin_sees_releases_or_confirms() {
+    let (app, _, _) = app_with_store();
+    let id = create(&app, product_body("LAMP-P", 5)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mine = json_of(&reserve_as(&app, ALICE, &id, json!({"quantity": 1})).await);
+    let path = format!(
+        "/products/{id}/reservations/{}",
+        mine["reservation_id"].as_str().unwrap()
+    );
+    for (method, uri) in [
+        (Method::GET, path.clone()),
+        (Method::DELETE, path.clone()),
+        (Method::POST, format!("{path}/confirm")),
     ] {
-        let response = call(
-            &app,
-            Method::POST,
-            &format!("/products/{id}/reservations"),
-            Some(bad.clone()),
-        )
-        .await;
-        assert_eq!(response.status(), 400, "{bad}");
+        let other = call_as(&app, BOB, method.clone(), &uri, None).await;
+        assert_eq!(other.status(), 404, "{method} {uri}");
     }
-
-    let release_uri = format!(
-        "/products/{id}/reservations/{}",
-        reservation["reservation_id"].as_str().unwrap()
-    );
+    assert_eq!(stock_and_open(&app, &id).await, (4, 1), "nothing changed");
+    // Under another product's path it does not exist either.
+    let other_id = create(&app, product_body("LAMP-Q", 1)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let elsewhere = path.replace(&id, &other_id);
     assert_eq!(
-        call(&app, Method::DELETE, &release_uri, None)
-            .await
-            .status(),
-        204
-    );
-    assert_eq!(
-        call(&app, Method::DELETE, &release_uri, None)
+        call_as(&app, ALICE, Method::GET, &elsewhere, None)
             .await
             .status(),
         404
     );
-    let after = json_of(&call(&app, Method::GET, &format!("/products/{id}"), None).await);
-    assert_eq!(after["stock"], 5);
-    assert_eq!(after["open_reservations"], 0);
-
-    let missing_product = format!("/products/{}/reservations", uuid::Uuid::new_v4());
-    assert_eq!(
-        call(
-            &app,
-            Method::POST,
-            &missing_product,
-            Some(json!({"quantity": 1}))
-        )
-        .await
-        .status(),
-        404
-    );
-    assert_eq!(
-        call(
-            &app,
+    // Bob's listing has none of Alice's.
+    let listing = json_of(&call_as(&app, BOB, Method::GET, "/reservations", None).await);
+    assert_eq!(listing["items"], json!([]));
+    let refused = call_as(
+        &app,
+        BOB,
+        Method::GET,
+        &format!("/reservations?owner={ALICE}"),
+        None,
+    )
+    .await;
+    assert_eq!(refused.status(), 400);
+    // An admin may see and end anyone's.
+    let admin = [
+        ("x-consumer-id", "jwt:support"),
+        ("x-consumer-scopes", "products reservations-admin"),
+    ];
+    let seen = app.handle(request(Method::GET, &path, None, &admin)).await;
+    assert_eq!(json_of(&seen)["owner"], ALICE);
+    let listed = app
+        .handle(request(
             Method::GET,
-            &format!("/products/{id}/reservations"),
-            None
-        )
-        .await
-        .status(),
-        405
-    );
-}
-
-#[tokio::test]
-async fn a_product_takes_at_most_a_thousand_open_reservations() {
-    let app = app();
-    let product = create(&app, product_body("MANY-1", 5000)).await;
-    let path = format!("/products/{}/reservations", product["id"].as_str().unwrap());
-    for i in 0..1000 {
-        let reserved = call(&app, Method::POST, &path, Some(json!({"quantity": 1}))).await;
-        assert_eq!(reserved.status(), 201, "reservation {i}");
-    }
-    let refused = call(&app, Method::POST, &path, Some(json!({"quantity": 1}))).await;
-    assert_eq!(refused.status(), 409);
-    assert_eq!(error_code(&refused), "too_many_reservations");
-    let after = json_of(
-        &call(
-            &app,
-            Method::GET,
-            &format!("/products/{}", product["id"].as_str().unwrap()),
+            &format!("/reservations?owner={ALICE}"),
             None,
-        )
-        .await,
-    );
-    assert_eq!(
-        (after["stock"].clone(), after["open_reservations"].clone()),
-        (json!(4000), json!(1000))
-    );
+            &admin,
+        ))
+        .await;
+    assert_eq!(json_of(&listed)["items"].as_array().unwrap().len(), 1);
+    let released = app
+        .handle(request(Method::DELETE, &path, None, &admin))
+        .await;
+    assert_eq!(released.status(), 204);
+    assert_eq!(stock_and_open(&app, &id).await, (5, 0));
 }
 
 #[tokio::test]
-async fn a_product_with_open_reservations_cannot_be_deleted() {
-    let app = app();
-    let product = create(&app, product_body("D-1", 5)).await;
-    let id = product["id"].as_str().unwrap();
-    let reservation = json_of(
-        &call(
-            &app,
-            Method::POST,
-            &format!("/products/{id}/reservations"),
-            Some(json!({"quantity": 1})),
-        )
-        .await,
-    );
-    let refused = call(&app, Method::DELETE, &format!("/products/{id}"), None).await;
-    assert_eq!(refused.status(), 409);
-    assert_eq!(error_code(&refused), "has_open_reservations");
-    let release_uri = format!(
+async fn twenty_concurrent_releases_return_the_stock_once() {
+    let app = Arc::new(app());
+    let id = create(&app, product_body("LAMP-R", 4)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reservation = json_of(&reserve_as(&app, ALICE, &id, json!({"quantity": 3})).await);
+    let path = format!(
         "/products/{id}/reservations/{}",
         reservation["reservation_id"].as_str().unwrap()
     );
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (app, path) = (Arc::clone(&app), path.clone());
+            tokio::spawn(async move {
+                let response = call_as(&app, ALICE, Method::DELETE, &path, None).await;
+                let code = (response.status() != 204).then(|| error_code(&response));
+                (response.status().as_u16(), code)
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
     assert_eq!(
-        call(&app, Method::DELETE, &release_uri, None)
-            .await
-            .status(),
-        204
+        outcomes.iter().filter(|(status, _)| *status == 204).count(),
+        1
     );
+    assert!(outcomes
+        .iter()
+        .filter(|(status, _)| *status != 204)
+        .all(|outcome| *outcome == (409, Some("reservation_released".to_string()))));
+    assert_eq!(stock_and_open(&app, &id).await, (4, 0));
+    let read = json_of(&call_as(&app, ALICE, Method::GET, &path, None).await);
+    assert_eq!(read["status"], "released");
+    assert!(read["ended_at"].is_string());
+}
+
+#[tokio::test]
+async fn confirm_keeps_the_stock_and_ends_the_hold() {
+    let (app, _, _) = app_with_store();
+    let id = create(&app, product_body("LAMP-S", 2)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reservation = json_of(&reserve_as(&app, ALICE, &id, json!({"quantity": 2})).await);
+    let path = format!(
+        "/products/{id}/reservations/{}",
+        reservation["reservation_id"].as_str().unwrap()
+    );
+    let confirmed = call_as(&app, ALICE, Method::POST, &format!("{path}/confirm"), None).await;
+    assert_eq!(confirmed.status(), 200);
+    assert_eq!(json_of(&confirmed)["status"], "confirmed");
+    assert_eq!(
+        stock_and_open(&app, &id).await,
+        (0, 0),
+        "sold: the stock stays taken"
+    );
+    let again = call_as(&app, ALICE, Method::POST, &format!("{path}/confirm"), None).await;
+    assert_eq!(
+        (again.status().as_u16(), error_code(&again)),
+        (409, "reservation_confirmed".to_string())
+    );
+    let release = call_as(&app, ALICE, Method::DELETE, &path, None).await;
+    assert_eq!(
+        (release.status().as_u16(), error_code(&release)),
+        (409, "reservation_confirmed".to_string())
+    );
+    assert_eq!(stock_and_open(&app, &id).await, (0, 0));
+    // A sold-out product with no open reservations can go.
     assert_eq!(
         call(&app, Method::DELETE, &format!("/products/{id}"), None)
             .await
             .status(),
         204
     );
+}
+
+#[tokio::test]
+async fn a_hold_that_ran_out_reads_expired_and_the_sweep_gives_the_stock_back_once() {
+    let (app, store, clock) = app_with_store();
+    let id = create(&app, product_body("LAMP-T", 5)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let short =
+        json_of(&reserve_as(&app, ALICE, &id, json!({"quantity": 2, "hold_seconds": 2})).await);
+    let long =
+        json_of(&reserve_as(&app, ALICE, &id, json!({"quantity": 1, "hold_seconds": 60})).await);
+    let path = format!(
+        "/products/{id}/reservations/{}",
+        short["reservation_id"].as_str().unwrap()
+    );
+    clock.advance(2);
+    // Past the hold, before any sweep: it reads expired and can no longer be confirmed.
+    let read = json_of(&call_as(&app, ALICE, Method::GET, &path, None).await);
+    assert_eq!(read["status"], "expired");
+    let late = call_as(&app, ALICE, Method::POST, &format!("{path}/confirm"), None).await;
     assert_eq!(
-        call(&app, Method::GET, &format!("/products/{id}"), None)
+        (late.status().as_u16(), error_code(&late)),
+        (409, "reservation_expired".to_string())
+    );
+    let listing = json_of(&call_as(&app, ALICE, Method::GET, "/reservations", None).await);
+    assert_eq!(
+        listing["items"].as_array().unwrap().len(),
+        1,
+        "only the one still held"
+    );
+    assert_eq!(
+        listing["items"][0]["reservation_id"],
+        long["reservation_id"]
+    );
+    assert_eq!(stock_and_open(&app, &id).await, (2, 2), "not swept yet");
+
+    let sweep = |now| {
+        let store = Arc::clone(&store);
+        async move {
+            sweeper::sweep(store.as_ref(), now, 100, 1000)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(sweep(clock.now()).await.expired, 1);
+    assert_eq!(stock_and_open(&app, &id).await, (4, 1));
+    assert_eq!(
+        sweep(clock.now()).await,
+        sweeper::Sweep::default(),
+        "a second sweep changes nothing"
+    );
+    assert_eq!(stock_and_open(&app, &id).await, (4, 1));
+    let read = json_of(&call_as(&app, ALICE, Method::GET, &path, None).await);
+    assert_eq!(read["status"], "expired");
+}
+
+#[tokio::test]
+async fn confirm_racing_expiry_ends_in_exactly_one_of_the_two() {
+    for round in 0..50 {
+        let (app, store, clock) = app_with_store();
+        let app = Arc::new(app);
+        let id = create(&app, product_body(&format!("EDGE-{round}"), 1)).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let reservation =
+            json_of(&reserve_as(&app, ALICE, &id, json!({"quantity": 1, "hold_seconds": 1})).await);
+        let path = format!(
+            "/products/{id}/reservations/{}/confirm",
+            reservation["reservation_id"].as_str().unwrap()
+        );
+        // The sweeper's clock is at the hold's end; the confirm's just before it.
+        let at_end = clock.now() + chrono::Duration::seconds(1);
+        clock.advance(1);
+        *clock.0.lock().unwrap() -= chrono::Duration::milliseconds(1);
+        let confirm = {
+            let (app, path) = (Arc::clone(&app), path.clone());
+            tokio::spawn(async move {
+                call_as(&app, ALICE, Method::POST, &path, None)
+                    .await
+                    .status()
+                    .as_u16()
+            })
+        };
+        let sweep = {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                sweeper::sweep(store.as_ref(), at_end, 10, 10)
+                    .await
+                    .unwrap()
+            })
+        };
+        let (confirmed, swept) = (confirm.await.unwrap(), sweep.await.unwrap());
+        let (stock, open) = stock_and_open(&app, &id).await;
+        match (confirmed, swept.expired) {
+            (200, 0) => assert_eq!((stock, open), (0, 0), "sold"),
+            (409, 1) => assert_eq!((stock, open), (1, 0), "expired, stock back"),
+            other => panic!("round {round}: both or neither won: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_cap_on_open_reservations_below_the_stock() {
+    let app = app();
+    let id = create(&app, product_body("SALE-1", 5000)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for i in 1..=5000 {
+        let reserved = reserve_as(&app, ALICE, &id, json!({"quantity": 1})).await;
+        assert_eq!(reserved.status(), 201, "reservation {i}");
+    }
+    assert_eq!(stock_and_open(&app, &id).await, (0, 5000));
+    let refused = reserve_as(&app, ALICE, &id, json!({"quantity": 1})).await;
+    assert_eq!(error_code(&refused), "insufficient_stock");
+    // The owner's listing pages through all of them, soonest hold first, without repeats.
+    let mut seen = BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let uri = match &cursor {
+            Some(c) => format!("/reservations?limit=100&cursor={c}"),
+            None => "/reservations?limit=100".to_string(),
+        };
+        let page = json_of(&call_as(&app, ALICE, Method::GET, &uri, None).await);
+        for item in page["items"].as_array().unwrap() {
+            assert!(seen.insert(item["reservation_id"].as_str().unwrap().to_string()));
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5000);
+    // Another owner's cursor is not one of Bob's listing.
+    let alice_page =
+        json_of(&call_as(&app, ALICE, Method::GET, "/reservations?limit=1", None).await);
+    let foreign = alice_page["next_cursor"].as_str().unwrap();
+    let reused = call_as(
+        &app,
+        BOB,
+        Method::GET,
+        &format!("/reservations?cursor={foreign}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (reused.status().as_u16(), error_code(&reused)),
+        (400, "invalid_cursor".to_string())
+    );
+}
+
+#[tokio::test]
+async fn patches_and_deletes_do_not_fail_because_of_reservations() {
+    let (app, _, _) = app_with_store();
+    let product = create(&app, product_body("LAMP-U", 10)).await;
+    let id = product["id"].as_str().unwrap().to_string();
+    let uri = format!("/products/{id}");
+    let reservation = json_of(&reserve_as(&app, ALICE, &id, json!({"quantity": 3})).await);
+    // Without If-Match a patch applies to whatever is current, the counters included.
+    let renamed = call(&app, Method::PATCH, &uri, Some(json!({"name": "Lamp II"}))).await;
+    assert_eq!(renamed.status(), 200);
+    let renamed = json_of(&renamed);
+    assert_eq!(
+        (renamed["name"].as_str(), renamed["stock"].as_u64()),
+        (Some("Lamp II"), Some(7))
+    );
+    // If-Match pins what the client read; a reservation since then moved the version.
+    let pinned = app
+        .handle(request(
+            Method::PATCH,
+            &uri,
+            Some(json!({"stock": 20})),
+            &[("if-match", "\"1\"")],
+        ))
+        .await;
+    assert_eq!(pinned.status(), 412);
+    // Delete is refused while a reservation is open, and allowed once none is.
+    let refused = call(&app, Method::DELETE, &uri, None).await;
+    assert_eq!(
+        (refused.status().as_u16(), error_code(&refused)),
+        (409, "has_open_reservations".to_string())
+    );
+    let release = format!(
+        "{uri}/reservations/{}",
+        reservation["reservation_id"].as_str().unwrap()
+    );
+    assert_eq!(
+        call_as(&app, ALICE, Method::DELETE, &release, None)
             .await
             .status(),
-        404
+        204
     );
-    // The SKU is free again.
-    create(&app, product_body("D-1", 1)).await;
+    assert_eq!(stock_and_open(&app, &id).await, (10, 0));
+    let stale = app
+        .handle(request(
+            Method::DELETE,
+            &uri,
+            None,
+            &[("if-match", "\"2\"")],
+        ))
+        .await;
+    assert_eq!(stale.status(), 412);
+    assert_eq!(call(&app, Method::DELETE, &uri, None).await.status(), 204);
+    assert_eq!(call(&app, Method::GET, &uri, None).await.status(), 404);
+    // Gone: its reservations' paths are 404s.
+    let gone = reserve_as(&app, ALICE, &id, json!({"quantity": 1})).await;
+    assert_eq!(gone.status(), 404);
 }
 
 async fn collect_all(app: &App, base: &str) -> Vec<String> {

@@ -13,7 +13,9 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use aws_sdk_dynamodb::Client;
 
 use crate::paging::Page;
@@ -125,6 +127,11 @@ impl Table {
         }
     }
 
+    /// Another table on the same client (a service with more than one table).
+    pub fn with_name(&self, name: impl Into<String>) -> Table {
+        Table::new(self.client.clone(), name)
+    }
+
     /// The item under `pk`, read strongly consistent.
     pub async fn get(&self, pk: impl Into<String>) -> Result<Option<Item>, StoreError> {
         let output = self
@@ -176,7 +183,7 @@ impl Table {
         Ok(Page { items, next })
     }
 
-    /// A transaction on this table.
+    /// A transaction whose actions go to this table (until [`Transaction::on`] names another).
     pub fn transaction(&self) -> Transaction<'_> {
         Transaction {
             table: self,
@@ -187,8 +194,11 @@ impl Table {
 }
 
 /// A `TransactWriteItems` call whose actions are known by the item each one writes, so a
-/// cancellation is read as "the condition on this item failed", never by position.
+/// cancellation is read as "the condition on this item failed", never by position. Every
+/// action asks for the item as it was when its condition failed
+/// (`ReturnValuesOnConditionCheckFailure`), so a refusal can say why without a second read.
 pub struct Transaction<'a> {
+    /// The table the next action goes to.
     table: &'a Table,
     /// The partition key each action touches, and the action.
     actions: Vec<(String, TransactWriteItem)>,
@@ -199,6 +209,9 @@ pub struct Transaction<'a> {
 /// Condition values, as `(":name", value)`.
 pub type Values<'v> = &'v [(&'v str, AttributeValue)];
 
+/// Attribute-name placeholders, as `("#name", "attribute")`.
+pub type Names<'v> = &'v [(&'v str, &'v str)];
+
 fn values_map(values: Values<'_>) -> Option<HashMap<String, AttributeValue>> {
     (!values.is_empty()).then(|| {
         values
@@ -208,7 +221,22 @@ fn values_map(values: Values<'_>) -> Option<HashMap<String, AttributeValue>> {
     })
 }
 
-impl Transaction<'_> {
+fn names_map(names: Names<'_>) -> Option<HashMap<String, String>> {
+    (!names.is_empty()).then(|| {
+        names
+            .iter()
+            .map(|(placeholder, name)| (placeholder.to_string(), name.to_string()))
+            .collect()
+    })
+}
+
+impl<'a> Transaction<'a> {
+    /// The actions after this one go to `table` (a transaction may span a service's tables).
+    pub fn on(mut self, table: &'a Table) -> Self {
+        self.table = table;
+        self
+    }
+
     fn push(
         mut self,
         pk: String,
@@ -231,9 +259,33 @@ impl Transaction<'_> {
             .set_item(Some(item))
             .condition_expression(condition)
             .set_expression_attribute_values(values_map(values))
+            .return_values_on_condition_check_failure(ALL_OLD)
             .build()
             .map(|put| TransactWriteItem::builder().put(put).build());
         self.push(pk, put)
+    }
+
+    /// Applies `update` to the item under `pk` if `condition` holds.
+    pub fn update(
+        self,
+        pk: impl Into<String>,
+        update: &str,
+        condition: &str,
+        names: Names<'_>,
+        values: Values<'_>,
+    ) -> Self {
+        let pk = pk.into();
+        let action = Update::builder()
+            .table_name(&self.table.name)
+            .set_key(Some(key(pk.clone())))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(names_map(names))
+            .set_expression_attribute_values(values_map(values))
+            .return_values_on_condition_check_failure(ALL_OLD)
+            .build()
+            .map(|update| TransactWriteItem::builder().update(update).build());
+        self.push(pk, action)
     }
 
     /// Deletes the item under `pk` if `condition` holds.
@@ -244,6 +296,7 @@ impl Transaction<'_> {
             .set_key(Some(key(pk.clone())))
             .condition_expression(condition)
             .set_expression_attribute_values(values_map(values))
+            .return_values_on_condition_check_failure(ALL_OLD)
             .build()
             .map(|delete| TransactWriteItem::builder().delete(delete).build());
         self.push(pk, delete)
@@ -270,20 +323,20 @@ impl Transaction<'_> {
         )
     }
 
-    /// Runs the transaction, retrying (with a short, growing pause) while DynamoDB cancels it
-    /// for a conflict with another transaction. `Ok(Err(cancelled))` when it was cancelled
-    /// for anything else.
+    /// Runs the transaction, retrying (after a short, growing, random pause) while DynamoDB
+    /// cancels it for a conflict with another transaction on the same items. `Ok(Err(cancelled))`
+    /// when it was cancelled for anything else, or when the conflicts outlasted the retries
+    /// ([`Cancelled::conflict`]).
     pub async fn commit(self) -> Result<Result<(), Cancelled>, StoreError> {
         if let Some(error) = self.error {
             return Err(error);
         }
         let (keys, actions): (Vec<String>, Vec<TransactWriteItem>) =
             self.actions.into_iter().unzip();
+        let client = &self.table.client;
         let mut attempt = 0;
         loop {
-            let result = self
-                .table
-                .client
+            let result = client
                 .transact_write_items()
                 .set_transact_items(Some(actions.clone()))
                 .send()
@@ -298,7 +351,7 @@ impl Transaction<'_> {
             };
             if cancelled.conflict() && attempt < CONFLICT_RETRIES {
                 attempt += 1;
-                tokio::time::sleep(Duration::from_millis(5u64 << attempt.min(6))).await;
+                tokio::time::sleep(conflict_pause(attempt)).await;
                 continue;
             }
             return Ok(Err(cancelled));
@@ -306,11 +359,29 @@ impl Transaction<'_> {
     }
 }
 
-/// Why DynamoDB cancelled a transaction: a reason code for each item the transaction touched
-/// (`None` for those that were fine, `ConditionalCheckFailed`, `TransactionConflict`, ...).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The pause before retry `attempt` of a transaction that lost to another on the same items:
+/// "full jitter" (uniform up to a ceiling that doubles from 10 ms to 640 ms), so writers that
+/// collided once do not collide again in step.
+fn conflict_pause(attempt: usize) -> Duration {
+    let ceiling = 10u64 << attempt.min(6);
+    Duration::from_millis(fastrand::u64(1..=ceiling))
+}
+
+const ALL_OLD: ReturnValuesOnConditionCheckFailure = ReturnValuesOnConditionCheckFailure::AllOld;
+
+/// Why DynamoDB cancelled a transaction: for each item the transaction touched, a reason code
+/// (`None` for those that were fine, `ConditionalCheckFailed`, `TransactionConflict`, ...) and,
+/// when its condition failed, the item as it was then (absent if there was none).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Cancelled {
-    reasons: Vec<(String, String)>,
+    reasons: Vec<Reason>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Reason {
+    pk: String,
+    code: String,
+    item: Option<Item>,
 }
 
 impl Cancelled {
@@ -329,28 +400,58 @@ impl Cancelled {
         let reasons = keys
             .iter()
             .zip(cancelled.cancellation_reasons())
-            .map(|(pk, reason)| (pk.clone(), reason.code().unwrap_or("None").to_string()))
+            .map(|(pk, reason)| Reason {
+                pk: pk.clone(),
+                code: reason.code().unwrap_or("None").to_string(),
+                item: reason.item().cloned().filter(|item| !item.is_empty()),
+            })
             .collect();
         Some(Cancelled { reasons })
+    }
+
+    /// A cancellation with these `(pk, code, item)` reasons (what the in-memory stand-ins and
+    /// tests build).
+    pub fn with_reasons(reasons: Vec<(String, String, Option<Item>)>) -> Cancelled {
+        Cancelled {
+            reasons: reasons
+                .into_iter()
+                .map(|(pk, code, item)| Reason { pk, code, item })
+                .collect(),
+        }
     }
 
     /// True when the condition on the item under `pk` failed.
     pub fn condition_failed_on(&self, pk: &str) -> bool {
         self.reasons
             .iter()
-            .any(|(key, code)| key == pk && code == "ConditionalCheckFailed")
+            .any(|reason| reason.pk == pk && reason.code == "ConditionalCheckFailed")
     }
 
-    /// True when another transaction touched the same items: worth trying again.
-    fn conflict(&self) -> bool {
+    /// The item under `pk` as it was when its condition failed: `Some(None)` when there was no
+    /// such item, `None` when its condition did not fail.
+    pub fn failed_item(&self, pk: &str) -> Option<Option<&Item>> {
         self.reasons
             .iter()
-            .any(|(_, code)| code == "TransactionConflict")
+            .find(|reason| reason.pk == pk && reason.code == "ConditionalCheckFailed")
+            .map(|reason| reason.item.as_ref())
+    }
+
+    /// True when another transaction touched the same items (worth trying again, and what
+    /// is left when the retries ran out).
+    pub fn conflict(&self) -> bool {
+        self.reasons
+            .iter()
+            .any(|reason| reason.code == "TransactionConflict")
     }
 
     /// The cancellation as an internal error, for outcomes the caller did not expect.
     pub fn unexpected(&self, operation: &str) -> StoreError {
-        StoreError::Internal(format!("{operation} cancelled: {:?}", self.reasons))
+        let codes: Vec<(&str, &str)> = self
+            .reasons
+            .iter()
+            .map(|reason| (reason.pk.as_str(), reason.code.as_str()))
+            .collect();
+        StoreError::Internal(format!("{operation} cancelled: {codes:?}"))
     }
 }
 
@@ -409,14 +510,36 @@ mod tests {
 
     #[test]
     fn cancellations_name_the_item_whose_condition_failed() {
-        let cancelled = Cancelled {
-            reasons: vec![
-                ("USER#1".into(), "None".into()),
-                ("EMAIL#a@b.co".into(), "ConditionalCheckFailed".into()),
-            ],
-        };
+        let claim = key("EMAIL#a@b.co");
+        let cancelled = Cancelled::with_reasons(vec![
+            ("USER#1".into(), "None".into(), None),
+            (
+                "EMAIL#a@b.co".into(),
+                "ConditionalCheckFailed".into(),
+                Some(claim.clone()),
+            ),
+        ]);
         assert!(cancelled.condition_failed_on("EMAIL#a@b.co"));
         assert!(!cancelled.condition_failed_on("USER#1"));
+        assert_eq!(cancelled.failed_item("EMAIL#a@b.co"), Some(Some(&claim)));
+        assert_eq!(cancelled.failed_item("USER#1"), None);
         assert!(!cancelled.conflict());
+        let lost =
+            Cancelled::with_reasons(vec![("USER#1".into(), "TransactionConflict".into(), None)]);
+        assert!(lost.conflict());
+    }
+
+    #[test]
+    fn conflict_pauses_are_jittered_under_a_doubling_ceiling() {
+        for attempt in 1..=CONFLICT_RETRIES {
+            let ceiling = Duration::from_millis(10u64 << attempt.min(6));
+            for _ in 0..50 {
+                let pause = conflict_pause(attempt);
+                assert!(
+                    pause > Duration::ZERO && pause <= ceiling,
+                    "{attempt}: {pause:?}"
+                );
+            }
+        }
     }
 }

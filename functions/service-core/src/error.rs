@@ -23,6 +23,10 @@ pub enum ApiError {
     /// The paging cursor was not produced by this service for this listing.
     #[error("invalid cursor")]
     InvalidCursor,
+    /// The request carries no verified caller where one is needed (the edge proxy forwards
+    /// it as `x-consumer-id`).
+    #[error("unauthenticated")]
+    Unauthenticated,
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -124,6 +128,7 @@ impl ApiError {
             | ApiError::InvalidField { .. }
             | ApiError::InvalidQuery { .. }
             | ApiError::InvalidCursor => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -141,6 +146,7 @@ impl ApiError {
             ApiError::InvalidField { .. } => "invalid_field",
             ApiError::InvalidQuery { .. } => "invalid_query",
             ApiError::InvalidCursor => "invalid_cursor",
+            ApiError::Unauthenticated => "unauthenticated",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict { code, .. } => code,
@@ -161,6 +167,9 @@ impl ApiError {
                 format!("query parameter `{param}` {message}")
             }
             ApiError::InvalidCursor => "the cursor is invalid or has expired".to_string(),
+            ApiError::Unauthenticated => {
+                "this request needs a verified caller (through the edge proxy)".to_string()
+            }
             ApiError::NotFound => "no such resource".to_string(),
             ApiError::MethodNotAllowed { allow } => {
                 format!("method not allowed here; allowed: {allow}")
@@ -259,6 +268,7 @@ mod tests {
                 "invalid_field",
             ),
             (ApiError::InvalidCursor, 400, "invalid_cursor"),
+            (ApiError::Unauthenticated, 401, "unauthenticated"),
             (ApiError::NotFound, 404, "not_found"),
             (
                 ApiError::MethodNotAllowed { allow: "GET" },

@@ -273,6 +273,46 @@ where
     Ok(versioned(StatusCode::OK, &updated, None))
 }
 
+/// The caller the edge proxy verified, from the identity headers it sets (and removes from
+/// every client request first): `x-consumer-id` (`api-key:dev-client`, `jwt:alice`) and the
+/// space-separated `x-consumer-scopes`. The function URL accepts only the proxy's signed
+/// requests, so these are the proxy's word, not the client's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub id: String,
+    pub scopes: Vec<String>,
+}
+
+/// Longest caller id accepted (the proxy's are far shorter).
+const MAX_CALLER_CHARS: usize = 256;
+
+impl Caller {
+    /// The caller of a request; `Unauthenticated` when it names none (or a malformed one).
+    pub fn of(headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let id = headers
+            .get("x-consumer-id")
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+            .filter(|id| {
+                !id.is_empty() && id.len() <= MAX_CALLER_CHARS && !id.chars().any(char::is_control)
+            })
+            .ok_or(ApiError::Unauthenticated)?;
+        let scopes = headers
+            .get("x-consumer-scopes")
+            .and_then(|value| value.to_str().ok())
+            .map(|scopes| scopes.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        Ok(Caller {
+            id: id.to_string(),
+            scopes,
+        })
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
 /// What the client's `If-Match` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precondition {
@@ -329,8 +369,11 @@ impl Precondition {
                 other => return other,
             }
         }
-        Err(ApiError::Unavailable(
-            "too many concurrent writes to one item".into(),
+        // Every attempt lost to another writer: a conflict the client resolves by trying
+        // again, not an outage.
+        Err(ApiError::conflict(
+            "write_contended",
+            "the resource kept changing while this change was applied; read it and try again",
         ))
     }
 
@@ -389,6 +432,34 @@ mod tests {
         assert_eq!(
             Precondition::from_headers(&headers("\"abc\"")),
             Precondition::Unsatisfiable
+        );
+    }
+
+    #[test]
+    fn the_caller_is_the_proxys_identity_headers() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(Caller::of(&headers), Err(ApiError::Unauthenticated));
+        headers.insert("x-consumer-id", HeaderValue::from_static("  "));
+        assert_eq!(Caller::of(&headers), Err(ApiError::Unauthenticated));
+        headers.insert("x-consumer-id", HeaderValue::from_static("jwt:alice"));
+        headers.insert(
+            "x-consumer-scopes",
+            HeaderValue::from_static("products  admin"),
+        );
+        let caller = Caller::of(&headers).unwrap();
+        assert_eq!(caller.id, "jwt:alice");
+        assert!(caller.has_scope("admin") && !caller.has_scope("users"));
+    }
+
+    #[tokio::test]
+    async fn writes_that_keep_losing_races_are_a_conflict_not_an_outage() {
+        let outcome: Result<(), ApiError> = Precondition::Any
+            .retry_lost_races(3, || async { Err(ApiError::VersionMismatch) })
+            .await;
+        let error = outcome.unwrap_err();
+        assert_eq!(
+            (error.status(), error.code()),
+            (StatusCode::CONFLICT, "write_contended")
         );
     }
 

@@ -2,6 +2,7 @@
 //!
 //! - [`error`]: the one error type every handler returns, and the single place it becomes HTTP;
 //!   [`StoreError`], what a store fails with besides its domain's outcomes.
+//! - [`capacity`]: item sizes and capacity units by DynamoDB's documented rules.
 //! - [`body`]: the JSON request rules (content type, size limit, unknown fields, field-naming errors).
 //! - [`validate`]: field rules both services share (names, emails, ids).
 //! - [`paging`]: listing parameters and the signed, opaque list cursor.
@@ -16,6 +17,7 @@
 //!   and the seed replays.
 
 pub mod body;
+pub mod capacity;
 pub mod dynamo;
 pub mod error;
 #[cfg(any(test, feature = "fuzzing"))]
