@@ -14,7 +14,7 @@
 #   scripts/stack.sh env PROFILE     print the stack's endpoints as shell assignments
 #   scripts/stack.sh sweep-reservations PROFILE
 #                                    invoke the reservation sweeper every SWEEP_INTERVAL
-#                                    seconds (default 1), as its schedule does on AWS (the
+#                                    seconds (default 2), as its schedule does on AWS (the
 #                                    stack starts this itself)
 #   scripts/stack.sh restart-dynamodb PROFILE
 #                                    stop the local DynamoDB endpoint (if running), start an
@@ -240,7 +240,7 @@ sweep_reservations() {
     # as the schedule does on AWS) every SWEEP_INTERVAL seconds. Each invocation's result
     # ({"expired":..,"skipped":..,"failed":..}) is logged.
     local url="$LAMBDA_URL/2015-03-31/functions/reservation-sweeper/invocations"
-    while sleep "${SWEEP_INTERVAL:-1}"; do
+    while sleep "${SWEEP_INTERVAL:-2}"; do
         curl -s --max-time 60 -d "$(scheduled_event)" "$url" | grep -v '"expired":0,"skipped":0,"failed":0' || true
         echo
     done

@@ -133,7 +133,7 @@ async fn the_thousand_and_first_and_the_five_thousandth_open_reservation_succeed
                     if n >= UNITS {
                         return failures;
                     }
-                    let (status, body) = reserve(&callers[n % callers.len()], &id, 1, 20).await;
+                    let (status, body) = reserve(&callers[n % callers.len()], &id, 1, 600).await;
                     if status != 201 {
                         failures.push((n + 1, status, body));
                     }
@@ -151,7 +151,7 @@ async fn the_thousand_and_first_and_the_five_thousandth_open_reservation_succeed
     }
     assert_eq!(stock_and_open(&id).await, (0, UNITS as u64));
     // One more is refused for stock, not for a count.
-    let (status, body) = reserve(&callers[0], &id, 1, 20).await;
+    let (status, body) = reserve(&callers[0], &id, 1, 600).await;
     assert_eq!((status, error_code(&body)), (409, "insufficient_stock"));
 }
 
@@ -192,7 +192,7 @@ async fn a_two_second_hold_expires_and_its_stock_comes_back_once() {
     assert_eq!(status, 201, "{reservation}");
     let path = reservation_path(&id, &reservation);
     assert_eq!(stock_and_open(&id).await, (1, 1));
-    // The sweeper runs every second: within a few seconds of the hold's end the stock is back.
+    // The sweeper runs every two seconds: within a few seconds of the hold's end the stock is back.
     let counts = wait_for_counts(&id, 20, |counts| counts == (4, 0)).await;
     assert_eq!(counts, (4, 0), "the hold ended and the stock came back");
     let (_, read) = status_json(send(&alice, Method::GET, &path, None, &[]).await).await;
@@ -339,7 +339,7 @@ async fn eight_clients_on_one_product_for_twenty_seconds_get_no_5xx_and_the_book
                         }
                         2 => match tally.open.pop() {
                             Some((path, quantity)) => {
-                                let confirm = step % 4 == 0;
+                                let confirm = step.is_multiple_of(4);
                                 let (method, target) = if confirm {
                                     (Method::POST, format!("{path}/confirm"))
                                 } else {

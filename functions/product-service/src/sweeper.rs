@@ -2,8 +2,8 @@
 //! reservations past `hold_until` (an index query, [`ProductStore::due`]) and expires each in
 //! its own conditional transaction, so a reservation confirmed or released meanwhile is left
 //! alone and no stock comes back twice, however many sweeps overlap. On AWS a schedule invokes
-//! the `reservation-sweeper` function every minute; locally the stack invokes it every second
-//! or two. Reads never wait for it: a reservation past its hold reads `expired` at once.
+//! the `reservation-sweeper` function every minute; locally the stack invokes it every two
+//! seconds. Reads never wait for it: a reservation past its hold reads `expired` at once.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
