@@ -196,7 +196,17 @@ for request in "GET /api/users?limit=1" "POST /api/users"; do
     fi
     python3 -c 'import json,sys; r=json.loads(sys.argv[2]); r.update(kind="warm", name=sys.argv[1]); print(json.dumps(r))' "$request" "$line" >>"$DATA"
 done
+# Reservations per second on one product (each a transaction over the product and its own
+# reservation item; the sweeper gives the stock back after 5 s).
+product=$(curl -s -H 'x-api-key: lambda-edge-dev-key' -H 'content-type: application/json' \
+    -d "{\"sku\":\"BENCH-$(date +%s)\",\"name\":\"Bench\",\"price_cents\":1,\"currency\":\"EUR\",\"stock\":4000000000}" \
+    http://127.0.0.1:8180/api/products | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+line=$(taskset -c 1 wrk -t1 -c4 -d"$DURATION" -s bench/reserve.lua "http://127.0.0.1:8180/api/products/$product/reservations" | tail -n 1)
+python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r.update(kind="warm", name="POST /api/products/{id}/reservations (one product)"); print(json.dumps(r))' "$line" >>"$DATA"
 scripts/stack.sh stop test >/dev/null 2>&1
+# What each reservation operation costs in DynamoDB capacity at 0, 1,000 and 10,000 open
+# reservations, by the documented rules (the local endpoint reports no consumed capacity).
+cargo run -q --locked -p product-service --example capacity >bench/results/reservation-capacity.md
 fi
 
 cp "$DATA" "bench/results/latest.json"
