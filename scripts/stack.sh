@@ -40,9 +40,9 @@ export PATH="$ROOT/.tools/venv/bin:$PATH"
 
 PROFILE=${2:-dev}
 case "$PROFILE" in
-    dev) DYNAMO_PORT=${DYNAMO_PORT:-4566}; LAMBDA_PORT=${LAMBDA_PORT:-9000}; LAMBDA_PORT2=${LAMBDA_PORT2:-9001}; PROXY_PORT=${PROXY_PORT:-8080}; ADMIN_PORT=${ADMIN_PORT:-9901}; FRONT_PORT=${FRONT_PORT:-9200}; FRONT_PORT2=${FRONT_PORT2:-9210}; REDIS_PORT=${REDIS_PORT:-6390}
+    dev) DYNAMO_PORT=${DYNAMO_PORT:-4566}; LAMBDA_PORT=${LAMBDA_PORT:-9000}; LAMBDA_PORT2=${LAMBDA_PORT2:-9001}; SWEEPER_PORT=${SWEEPER_PORT:-9002}; PROXY_PORT=${PROXY_PORT:-8080}; ADMIN_PORT=${ADMIN_PORT:-9901}; FRONT_PORT=${FRONT_PORT:-9200}; FRONT_PORT2=${FRONT_PORT2:-9210}; REDIS_PORT=${REDIS_PORT:-6390}
          DEFAULT_SHAPE=$([ "${AWS_SHAPE:-0}" = 1 ] && echo aws || echo plain) ;;
-    test) DYNAMO_PORT=${DYNAMO_PORT:-4576}; LAMBDA_PORT=${LAMBDA_PORT:-9100}; LAMBDA_PORT2=${LAMBDA_PORT2:-9101}; PROXY_PORT=${PROXY_PORT:-8180}; ADMIN_PORT=${ADMIN_PORT:-9911}; FRONT_PORT=${FRONT_PORT:-9300}; FRONT_PORT2=${FRONT_PORT2:-9310}; REDIS_PORT=${REDIS_PORT:-6391}
+    test) DYNAMO_PORT=${DYNAMO_PORT:-4576}; LAMBDA_PORT=${LAMBDA_PORT:-9100}; LAMBDA_PORT2=${LAMBDA_PORT2:-9101}; SWEEPER_PORT=${SWEEPER_PORT:-9102}; PROXY_PORT=${PROXY_PORT:-8180}; ADMIN_PORT=${ADMIN_PORT:-9911}; FRONT_PORT=${FRONT_PORT:-9300}; FRONT_PORT2=${FRONT_PORT2:-9310}; REDIS_PORT=${REDIS_PORT:-6391}
          # The end-to-end suite's own OTLP receiver listens here while it checks a trace.
          OTLP_ENDPOINT=http://127.0.0.1:${OTLP_TEST_PORT:-4328}
          # Spans leave the proxy within a fifth of a second (the SDK default is 5 s).
@@ -56,6 +56,9 @@ PROXY_URL="http://127.0.0.1:$PROXY_PORT"
 ADMIN_URL="http://127.0.0.1:$ADMIN_PORT"
 LAMBDA_URL="http://127.0.0.1:$LAMBDA_PORT"
 LAMBDA_URL2="http://127.0.0.1:$LAMBDA_PORT2"
+# The reservation sweeper runs under a `cargo lambda watch` of its own: invoked on a timer
+# beside the HTTP functions' queued invocations, the shared one stopped dispatching anything.
+SWEEPER_INVOKE_URL="http://127.0.0.1:$SWEEPER_PORT/2015-03-31/functions/reservation-sweeper/invocations"
 REGISTRY_TABLE=RegistryTable
 # Where the proxy and the functions export spans (OTLP/HTTP), if anywhere: for `make dev`,
 # e.g. OTLP_ENDPOINT=http://127.0.0.1:4318 with Jaeger or an OpenTelemetry Collector running.
@@ -118,7 +121,7 @@ stop_one() {
 stop_all() {
     [ -d "$STATE" ] || return 0
     # Reverse start order: proxy, function URLs, functions, database.
-    for name in prometheus proxy redis sweeper reloader registrar-user-service registrar-product-service front2 front functions2 functions dynamodb; do
+    for name in prometheus proxy redis sweeper sweeper-runtime reloader registrar-user-service registrar-product-service front2 front functions2 functions dynamodb; do
         [ -f "$STATE/$name.pid" ] && stop_one "$STATE/$name.pid"
     done
     rm -f "$STATE/shape" "$STATE/credentials.env"
@@ -181,6 +184,15 @@ ENV
     mv "$STATE/functions.env.new" "$STATE/functions.env"
 }
 
+start_sweeper() {
+    # One sweep at a time, as the template's reserved concurrency of 1 has it on AWS.
+    log "starting the reservation sweeper under cargo lambda watch on :$SWEEPER_PORT, every ${SWEEP_INTERVAL:-2} s"
+    port_free "$SWEEPER_PORT" || { log "port $SWEEPER_PORT is in use"; return 1; }
+    start_watch sweeper-runtime "$SWEEPER_PORT" 1
+    curl -s -o /dev/null --max-time 300 -d "$(scheduled_event)" "$SWEEPER_INVOKE_URL" || true
+    start sweeper "$0" sweep-reservations "$PROFILE"
+}
+
 start_functions() {
     # Two instances of each function: two `cargo lambda watch` processes, each serving both.
     log "starting both functions twice under cargo lambda watch on :$LAMBDA_PORT and :$LAMBDA_PORT2"
@@ -195,9 +207,9 @@ start_functions() {
     return 0
 }
 
-start_watch() { # name port
+start_watch() { # name port [concurrency]
     start "$1" cargo lambda watch --ignore-changes --disable-cors --quiet \
-        -A 127.0.0.1 -P "$2" --concurrency 8 --env-file "$STATE/functions.env"
+        -A 127.0.0.1 -P "$2" --concurrency "${3:-8}" --env-file "$STATE/functions.env"
     wait_http "http://127.0.0.1:$2/" 300 "cargo lambda watch on :$2"
 }
 
@@ -222,7 +234,8 @@ reload_functions() {
         log "$changed changed: rebuilding the functions"
         if cargo build --locked --bin user-service --bin product-service; then
             restart_watch functions "$LAMBDA_PORT" && restart_watch functions2 "$LAMBDA_PORT2" &&
-                log "functions reloaded on both instances"
+                stop_one "$STATE/sweeper-runtime.pid" && start_watch sweeper-runtime "$SWEEPER_PORT" 1 &&
+                log "functions reloaded on both instances, and the sweeper"
         else
             log "the build failed: nothing restarted; fix it and save again"
         fi
@@ -239,10 +252,9 @@ sweep_reservations() {
     # The schedule's stand-in: invoke the sweeper (through cargo lambda watch's Invoke API,
     # as the schedule does on AWS) every SWEEP_INTERVAL seconds. Each invocation's result
     # ({"expired":..,"skipped":..,"failed":..}) is logged.
-    local url="$LAMBDA_URL/2015-03-31/functions/reservation-sweeper/invocations"
     while sleep "${SWEEP_INTERVAL:-2}"; do
-        curl -s --max-time 60 -d "$(scheduled_event)" "$url" | grep -v '"expired":0,"skipped":0,"failed":0' || true
-        echo
+        curl -s --max-time 60 -d "$(scheduled_event)" "$SWEEPER_INVOKE_URL" \
+            | grep -v '"expired":0,"skipped":0,"failed":0' || true
     done
 }
 
@@ -365,8 +377,6 @@ warm_functions() { # base URL...
             curl -s -o /dev/null --max-time 300 "$base/lambda-url/$function/health" || true
         done
     done
-    curl -s -o /dev/null --max-time 300 -d "$(scheduled_event)" \
-        "$LAMBDA_URL/2015-03-31/functions/reservation-sweeper/invocations" || true
 }
 
 restart_instance() { # name lambda-port front-name front-port
@@ -396,7 +406,7 @@ case "${1:-}" in
         warm_functions "$LAMBDA_URL" "$LAMBDA_URL2"
         start_fronts
         register_instances
-        start sweeper "$0" sweep-reservations "$PROFILE"
+        start_sweeper
         start_proxy
         [ "${PROMETHEUS:-0}" = 1 ] && start_prometheus
         trap - ERR
@@ -436,7 +446,7 @@ case "${1:-}" in
         echo "STACK_SHAPE=$SHAPE"
         echo "E2E_OTLP_ENDPOINT=$OTLP_ENDPOINT"
         echo "SECOND_PRODUCTS_URL=$(instance_url 2 product-service)"
-        echo "SWEEPER_INVOKE_URL=$LAMBDA_URL/2015-03-31/functions/reservation-sweeper/invocations"
+        echo "SWEEPER_INVOKE_URL=$SWEEPER_INVOKE_URL"
         if [ "$SHAPE" = aws ]; then
             echo "FUNCTION_URL_USERS=$(instance_url 1 user-service)"
             echo "FUNCTION_URL_PRODUCTS=$(instance_url 1 product-service)"
