@@ -1,5 +1,5 @@
 //! A function refuses to start without what the template gives it on AWS, and says which
-//! variable is missing, instead of serving with a guessable cursor key. Runs the built
+//! variable is missing or wrong, instead of serving with a guessable cursor key. Runs the built
 //! binaries (`make test` builds them); no stack needed.
 
 use std::path::PathBuf;
@@ -50,5 +50,44 @@ fn a_function_without_its_cursor_secret_refuses_to_start() {
         let (ok, said) = start(name, &[("CURSOR_SECRET", &"k".repeat(40))]);
         assert!(!ok, "{name} started without its table");
         assert!(said.contains(table), "{name} said: {said}");
+    }
+}
+
+#[test]
+fn the_product_service_and_its_sweeper_refuse_to_start_without_the_reservations_table() {
+    let secret = "k".repeat(40);
+    let (ok, said) = start(
+        "product-service",
+        &[("PRODUCTS_TABLE", "P"), ("CURSOR_SECRET", &secret)],
+    );
+    assert!(!ok, "product-service started without RESERVATIONS_TABLE");
+    assert!(
+        said.contains("environment variable RESERVATIONS_TABLE must be set"),
+        "said: {said}"
+    );
+    let (ok, said) = start(
+        "product-service",
+        &[
+            ("PRODUCTS_TABLE", "P"),
+            ("CURSOR_SECRET", &secret),
+            ("RESERVATIONS_TABLE", "R"),
+            ("RESERVATION_MAX_HOLD_SECONDS", "0"),
+        ],
+    );
+    assert!(!ok, "product-service started with a hold of 0 s");
+    assert!(
+        said.contains("RESERVATION_MAX_HOLD_SECONDS"),
+        "said: {said}"
+    );
+    for (env, missing) in [
+        (&[("PRODUCTS_TABLE", "P")][..], "RESERVATIONS_TABLE"),
+        (&[("RESERVATIONS_TABLE", "R")][..], "PRODUCTS_TABLE"),
+    ] {
+        let (ok, said) = start("reservation-sweeper", env);
+        assert!(!ok, "the sweeper started without {missing}");
+        assert!(
+            said.contains(&format!("environment variable {missing} must be set")),
+            "said: {said}"
+        );
     }
 }

@@ -59,7 +59,13 @@ pub async fn run<H: Handler>(
     build: impl FnOnce(dynamo::Table, paging::CursorCodec) -> H,
 ) -> Result<(), lambda_http::Error> {
     let (table, cursors) = bootstrap(table_env).await?;
-    let handler = std::sync::Arc::new(build(table, cursors));
+    serve(build(table, cursors)).await
+}
+
+/// Serves every invocation with `handler` (what [`run`] does after [`bootstrap`], for a
+/// function that reads more of its environment in between).
+pub async fn serve<H: Handler>(handler: H) -> Result<(), lambda_http::Error> {
+    let handler = std::sync::Arc::new(handler);
     lambda_http::run(lambda_http::service_fn(move |request| {
         let handler = std::sync::Arc::clone(&handler);
         async move {

@@ -15,9 +15,13 @@ use product_service::sweeper::{sweep, Sweep, BATCH, MAX_PER_SWEEP};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     service_core::telemetry::init();
-    let settings = Settings::from_env(|name| std::env::var(name).ok())?;
+    let settings = Settings::from_env(|name| std::env::var(name).ok())
+        .inspect_err(|error| tracing::error!(%error, "cannot start"))?;
     let products = std::env::var("PRODUCTS_TABLE").map_err(|_| {
-        "environment variable PRODUCTS_TABLE must be set (template.yaml sets it on AWS)"
+        let error =
+            "environment variable PRODUCTS_TABLE must be set (template.yaml sets it on AWS)";
+        tracing::error!(error, "cannot start");
+        error
     })?;
     let store = DynamoProductStore::new(
         service_core::dynamo::client_from_env().await,
