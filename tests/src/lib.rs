@@ -36,10 +36,15 @@ pub fn api_key() -> String {
 /// An HTTP client with timeouts that sends the suite's API key on every request, so a hung
 /// stack fails a test instead of stalling the suite.
 pub fn client() -> Client {
+    client_sending("x-api-key", api_key())
+}
+
+/// A client with the suite's timeouts that sends `name: value` on every request.
+fn client_sending(name: &'static str, value: String) -> Client {
     let mut headers = reqwest::header::HeaderMap::new();
-    let key = reqwest::header::HeaderValue::from_str(&api_key())
-        .unwrap_or_else(|e| panic!("E2E_API_KEY: {e}"));
-    headers.insert("x-api-key", key);
+    let value =
+        reqwest::header::HeaderValue::from_str(&value).unwrap_or_else(|e| panic!("{name}: {e}"));
+    headers.insert(name, value);
     Client::builder()
         .default_headers(headers)
         .timeout(Duration::from_secs(30))
@@ -76,17 +81,7 @@ pub fn dev_jwt(sub: &str, scopes: &str) -> String {
 
 /// An HTTP client like [`client`] that authenticates as `jwt:<sub>` with `scopes`.
 pub fn client_as(sub: &str, scopes: &str) -> Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    let bearer = format!("Bearer {}", dev_jwt(sub, scopes));
-    let value = reqwest::header::HeaderValue::from_str(&bearer)
-        .unwrap_or_else(|e| panic!("bearer token: {e}"));
-    headers.insert(reqwest::header::AUTHORIZATION, value);
-    Client::builder()
-        .default_headers(headers)
-        .timeout(Duration::from_secs(30))
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .unwrap_or_else(|e| panic!("cannot build HTTP client: {e}"))
+    client_sending("authorization", format!("Bearer {}", dev_jwt(sub, scopes)))
 }
 
 /// A value unique to this test run, for emails and SKUs.

@@ -11,6 +11,7 @@ use product_service::domain::{
     Ending, Product, ProductError, ProductPatch, Reservation, ReservationStatus,
 };
 use product_service::store::{DynamoProductStore, ProductStore};
+use product_service::testkit::{self, product};
 use service_core::error::Code;
 use service_core::StoreError;
 use user_service::domain::{User, UserError};
@@ -94,35 +95,13 @@ fn product_store(client: aws_sdk_dynamodb::Client) -> DynamoProductStore {
     DynamoProductStore::new(client, env("PRODUCTS_TABLE"), env("RESERVATIONS_TABLE"))
 }
 
-fn product(stock: u32) -> Product {
-    let now = Utc::now();
-    Product {
-        id: uuid::Uuid::new_v4().to_string(),
-        sku: format!("ST-{}", uuid::Uuid::new_v4().simple()).to_uppercase(),
-        name: "Store lamp".into(),
-        price_cents: 500,
-        currency: "EUR".into(),
-        stock,
-        category: None,
-        open_reservations: 0,
-        created_at: now,
-        updated_at: now,
-        version: 1,
-    }
-}
-
 fn reservation(product: &Product, owner: &str, quantity: u32, hold_seconds: i64) -> Reservation {
-    let now = Utc::now();
-    Reservation {
-        reservation_id: uuid::Uuid::new_v4().to_string(),
-        product_id: product.id.clone(),
-        owner: owner.into(),
+    testkit::reservation(
+        product,
+        owner,
         quantity,
-        status: ReservationStatus::Open,
-        created_at: now,
-        hold_until: now + Duration::seconds(hold_seconds),
-        ended_at: None,
-    }
+        Utc::now() + Duration::seconds(hold_seconds),
+    )
 }
 
 #[tokio::test]

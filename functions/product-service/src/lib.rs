@@ -15,3 +15,5 @@ pub mod fuzzing;
 pub mod settings;
 pub mod store;
 pub mod sweeper;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;

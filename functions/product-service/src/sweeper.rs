@@ -86,35 +86,10 @@ mod tests {
     use super::*;
     use crate::domain::{Product, Reservation, ReservationStatus};
     use crate::store::MemoryProductStore;
-
-    fn product(stock: u32) -> Product {
-        let now = Utc::now();
-        Product {
-            id: uuid::Uuid::new_v4().to_string(),
-            sku: format!("SW-{}", uuid::Uuid::new_v4().simple()).to_uppercase(),
-            name: "Swept".into(),
-            price_cents: 1,
-            currency: "EUR".into(),
-            stock,
-            category: None,
-            open_reservations: 0,
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        }
-    }
+    use crate::testkit::{product, reservation};
 
     fn hold(product: &Product, until: DateTime<Utc>) -> Reservation {
-        Reservation {
-            reservation_id: uuid::Uuid::new_v4().to_string(),
-            product_id: product.id.clone(),
-            owner: "jwt:alice".into(),
-            quantity: 1,
-            status: ReservationStatus::Open,
-            created_at: until - Duration::seconds(10),
-            hold_until: until,
-            ended_at: None,
-        }
+        reservation(product, "jwt:alice", 1, until)
     }
 
     #[tokio::test]

@@ -389,9 +389,8 @@ impl ProductStore for DynamoProductStore {
             .release(sku_pk(&current.sku), CLAIM_OWNER, &current.id)
             .commit()
             .await?;
-        let cancelled = match outcome {
-            Ok(()) => return Ok(()),
-            Err(cancelled) => cancelled,
+        let Err(cancelled) = outcome else {
+            return Ok(());
         };
         match refused(&cancelled, &product) {
             Some(None) => Err(ProductError::NotFound),
@@ -433,9 +432,8 @@ impl ProductStore for DynamoProductStore {
             )
             .commit()
             .await?;
-        let cancelled = match outcome {
-            Ok(()) => return Ok(()),
-            Err(cancelled) => cancelled,
+        let Err(cancelled) = outcome else {
+            return Ok(());
         };
         match refused(&cancelled, &product) {
             Some(None) => Err(ProductError::NotFound),
@@ -547,9 +545,8 @@ impl ProductStore for DynamoProductStore {
             )
             .commit()
             .await?;
-        let cancelled = match outcome {
-            Ok(()) => return Ok(ended),
-            Err(cancelled) => cancelled,
+        let Err(cancelled) = outcome else {
+            return Ok(ended);
         };
         match (refused(&cancelled, &record), refused(&cancelled, &product)) {
             (Some(None), _) => Err(ProductError::NotFound),

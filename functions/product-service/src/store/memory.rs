@@ -204,6 +204,7 @@ mod properties {
 
     use super::*;
     use crate::sweeper::sweep;
+    use crate::testkit::{product, reservation};
 
     #[derive(Debug, Clone)]
     enum Op {
@@ -224,22 +225,6 @@ mod properties {
             2 => (1i64..20).prop_map(Op::Advance),
             1 => Just(Op::Sweep),
         ]
-    }
-
-    fn product(stock: u32, now: DateTime<Utc>) -> Product {
-        Product {
-            id: uuid::Uuid::new_v4().to_string(),
-            sku: "PROP-1".into(),
-            name: "Balanced".into(),
-            price_cents: 1,
-            currency: "EUR".into(),
-            stock,
-            category: None,
-            open_reservations: 0,
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        }
     }
 
     fn check_books(store: &MemoryProductStore, id: &str, initial: u64, restocks: i64) {
@@ -276,23 +261,19 @@ mod properties {
             runtime.block_on(async {
                 let store = MemoryProductStore::new();
                 let mut now = Utc::now();
-                let lamp = product(initial, now);
+                let lamp = product(initial);
                 store.create(&lamp).await.unwrap();
                 let mut made: Vec<Reservation> = Vec::new();
                 let mut restocks: i64 = 0;
                 for op in ops {
                     match op {
                         Op::Reserve { quantity, hold_seconds } => {
-                            let reservation = Reservation {
-                                reservation_id: uuid::Uuid::new_v4().to_string(),
-                                product_id: lamp.id.clone(),
-                                owner: "jwt:alice".into(),
+                            let reservation = reservation(
+                                &lamp,
+                                "jwt:alice",
                                 quantity,
-                                status: ReservationStatus::Open,
-                                created_at: now,
-                                hold_until: now + Duration::seconds(hold_seconds),
-                                ended_at: None,
-                            };
+                                now + Duration::seconds(hold_seconds),
+                            );
                             let before = store.get(&lamp.id).await.unwrap().unwrap().stock;
                             match store.reserve(&reservation).await {
                                 Ok(()) => made.push(reservation),
