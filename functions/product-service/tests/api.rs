@@ -574,22 +574,31 @@ async fn confirm_racing_expiry_ends_in_exactly_one_of_the_two() {
         *clock.0.lock().unwrap() -= chrono::Duration::milliseconds(1);
         let confirm = {
             let (app, path) = (Arc::clone(&app), path.clone());
-            tokio::spawn(async move {
+            async move {
                 call_as(&app, ALICE, Method::POST, &path, None)
                     .await
                     .status()
                     .as_u16()
-            })
+            }
         };
         let sweep = {
             let store = Arc::clone(&store);
-            tokio::spawn(async move {
+            async move {
                 sweeper::sweep(store.as_ref(), at_end, 10, 10)
                     .await
                     .unwrap()
-            })
+            }
         };
-        let (confirmed, swept) = (confirm.await.unwrap(), sweep.await.unwrap());
+        // Half the rounds start the sweep first, half the confirm.
+        let (confirmed, swept) = if round % 2 == 0 {
+            let sweep = tokio::spawn(sweep);
+            let confirm = tokio::spawn(confirm);
+            (confirm.await.unwrap(), sweep.await.unwrap())
+        } else {
+            let confirm = tokio::spawn(confirm);
+            let sweep = tokio::spawn(sweep);
+            (confirm.await.unwrap(), sweep.await.unwrap())
+        };
         let (stock, open) = stock_and_open(&app, &id).await;
         match (confirmed, swept.expired) {
             (200, 0) => assert_eq!((stock, open), (0, 0), "sold"),
