@@ -176,15 +176,12 @@ impl App {
     }
 
     /// The version `If-Match` pins, if any; a tag that names no version of ours can only
-    /// fail (412), unless the product does not exist (404).
-    async fn pinned_version(&self, id: &str, request: &Request) -> Result<Option<u64>, ApiError> {
+    /// fail (412).
+    fn pinned_version(request: &Request) -> Result<Option<u64>, ApiError> {
         match Precondition::from_headers(request.headers()) {
             Precondition::Any => Ok(None),
             Precondition::Version(version) => Ok(Some(version)),
-            Precondition::Unsatisfiable => {
-                self.find(id).await?;
-                Err(ApiError::VersionMismatch)
-            }
+            Precondition::Unsatisfiable => Err(ApiError::VersionMismatch),
         }
     }
 
@@ -196,14 +193,21 @@ impl App {
         if !is_id(id) {
             return Err(ApiError::NotFound);
         }
-        let expected = self.pinned_version(id, request).await?;
+        let expected = match Self::pinned_version(request) {
+            Ok(expected) => expected,
+            // Unless the product does not exist (404).
+            Err(unsatisfiable) => {
+                self.find(id).await?;
+                return Err(unsatisfiable);
+            }
+        };
         let updated = self.store.patch(id, &patch, expected, self.now()).await?;
         Ok(versioned(StatusCode::OK, &updated, None))
     }
 
     async fn delete(&self, id: &str, request: &Request) -> Result<Response<Body>, ApiError> {
         let current = self.find(id).await?;
-        let expected = self.pinned_version(id, request).await?;
+        let expected = Self::pinned_version(request)?;
         self.store.delete(&current, expected).await?;
         tracing::info!(product_id = %id, "product deleted");
         Ok(no_content())

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use service_core::body::not_null;
-use service_core::http::{Patch, Versioned};
+use service_core::http::Versioned;
 use service_core::{validate, ApiError, StoreError};
 
 pub const MAX_SKU_CHARS: usize = 64;
@@ -225,12 +225,6 @@ impl UpdateProduct {
             ));
         }
         Ok(patch)
-    }
-}
-
-impl Patch<Product> for ProductPatch {
-    fn apply(&self, current: &Product) -> Product {
-        self.apply_at(current, Utc::now())
     }
 }
 

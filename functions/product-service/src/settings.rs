@@ -59,13 +59,7 @@ impl Settings {
 mod tests {
     use super::*;
 
-    fn lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |name| {
-            vars.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use service_core::testkit::env_lookup as lookup;
 
     #[test]
     fn settings_have_defaults_and_refuse_nonsense() {

@@ -95,13 +95,7 @@ pub enum StartupError {
 mod startup_tests {
     use super::*;
 
-    fn lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |name| {
-            vars.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use crate::testkit::env_lookup as lookup;
 
     #[test]
     fn a_function_without_its_cursor_secret_refuses_to_start() {

@@ -68,3 +68,12 @@ pub fn error_code(response: &Response<Body>) -> String {
         .unwrap_or_else(|| panic!("not an error response: {:?}", response.body()))
         .to_string()
 }
+
+/// An environment of `(name, value)` pairs, as the settings' `lookup` reads one.
+pub fn env_lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+    }
+}

@@ -30,9 +30,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
-use service_core::dynamo::{
-    from_item, key, sdk_failure, string_attr, to_item, Cancelled, Item, Table, PK,
-};
+use service_core::dynamo::{from_item, key, sdk_failure, string_attr, to_item, Item, Table, PK};
 use service_core::paging::Page;
 use service_core::StoreError;
 
@@ -223,12 +221,6 @@ impl DynamoProductStore {
     }
 }
 
-/// What a cancelled transaction that wrote `pk` found there, as the failure of that write:
-/// `Some(None)` when there was no item, `None` when that write was not the one refused.
-fn refused<'c>(cancelled: &'c Cancelled, pk: &str) -> Option<Option<&'c Item>> {
-    cancelled.failed_item(pk)
-}
-
 #[async_trait]
 impl ProductStore for DynamoProductStore {
     async fn create(&self, product: &Product) -> Result<(), ProductError> {
@@ -392,7 +384,7 @@ impl ProductStore for DynamoProductStore {
         let Err(cancelled) = outcome else {
             return Ok(());
         };
-        match refused(&cancelled, &product) {
+        match cancelled.failed_item(&product) {
             Some(None) => Err(ProductError::NotFound),
             Some(Some(stored)) => {
                 let version = number_attr(stored, "version");
@@ -435,7 +427,7 @@ impl ProductStore for DynamoProductStore {
         let Err(cancelled) = outcome else {
             return Ok(());
         };
-        match refused(&cancelled, &product) {
+        match cancelled.failed_item(&product) {
             Some(None) => Err(ProductError::NotFound),
             Some(Some(_)) => Err(ProductError::InsufficientStock),
             None if cancelled.conflict() => Err(ProductError::Contended),
@@ -548,7 +540,10 @@ impl ProductStore for DynamoProductStore {
         let Err(cancelled) = outcome else {
             return Ok(ended);
         };
-        match (refused(&cancelled, &record), refused(&cancelled, &product)) {
+        match (
+            cancelled.failed_item(&record),
+            cancelled.failed_item(&product),
+        ) {
             (Some(None), _) => Err(ProductError::NotFound),
             (Some(Some(stored)), _) => {
                 let stored = reservation_from_item(stored)?;
